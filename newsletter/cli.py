@@ -1,0 +1,126 @@
+"""`newsletter` commands: parse flags, load config once, call the pipeline or the store, print.
+
+Exit status (what cron reads): 0 the issue went out (or there was nothing to do), 1 a usage,
+config or input error stopped the run before anything was sent, 3 the issue went out only in
+part (some recipients deferred or failed; the next run retries the deferred ones), 4 nothing went
+out because the mail server refused us.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import date
+from pathlib import Path
+
+from . import subscribers_cli
+from .addresses import normalize_address
+from .config import SECRET_ENV, Settings, load_settings
+from .errors import ConfigError, NewsletterError, ServerRefusedError
+from .models import DeliveryStatus, Digest, RunSummary, SubscriberStatus
+from .pipeline import Run, run_issue, send_test_copy
+from .ports import Store
+from .preview import PREVIEW_READER, write_preview
+from .store import open_store
+from .transport import OutboxTransport, SmtpTransport
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_REFUSED = 0, 1, 3, 4
+
+
+def _date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsletter", description="The daily REE update: collect, render, send."
+    )
+    parser.add_argument(
+        "--config", default="config.toml", help="config file (default: ./config.toml)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    send = commands.add_parser(
+        "send",
+        help="build today's issue and send it to every confirmed subscriber",
+        description="Collect the day's articles, render the digest once and send it. "
+        "A second run for the same date only sends to those without a recorded outcome.",
+    )
+    send.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send nothing, store nothing; write the digest (HTML, text, .eml) to the output folder",
+    )
+    send.add_argument("--date", type=_date, help="build the issue of this date (YYYY-MM-DD)")
+    send.add_argument("--to", metavar="ADDRESS", help="send one test copy to ADDRESS only")
+    send.set_defaults(handler=cmd_send)
+    subscribers_cli.add_commands(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ServerRefusedError as exc:
+        print(f"error: the mail server refused us, run stopped: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except NewsletterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    if not args.dry_run and not settings.secret_key_is_set:
+        raise ConfigError(SECRET_ENV, "(environment)", "must be set to sign unsubscribe links")
+    store = open_store(settings.database_url, read_only=args.dry_run or bool(args.to))
+    transport = OutboxTransport() if args.dry_run else SmtpTransport(settings.smtp)
+    run = Run(settings, store, transport, dry_run=args.dry_run)
+    if args.to:
+        summary = asyncio.run(send_test_copy(run, normalize_address(args.to), args.date))
+        digest = None
+    else:
+        summary, digest = asyncio.run(run_issue(run, args.date))
+    if args.dry_run and digest is not None:
+        summary.output_files = tuple(str(p) for p in _preview(run, store, digest, summary))
+    print(format_summary(settings, summary))
+    return exit_status(summary)
+
+
+def _preview(run: Run, store: Store, digest: Digest, summary: RunSummary) -> tuple[Path, ...]:
+    first = next(store.iter_subscribers(SubscriberStatus.ACTIVE), None)
+    reader = run.recipient(first.id, first.email) if first else run.recipient(0, PREVIEW_READER)
+    return write_preview(run.settings, digest, reader, summary.issue_date, run.clock())
+
+
+def exit_status(summary: RunSummary) -> int:
+    counts = summary.counts
+    if counts.get(DeliveryStatus.DEFERRED) or counts.get(DeliveryStatus.FAILED):
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def format_summary(settings: Settings, summary: RunSummary) -> str:
+    mode = " (dry run: nothing sent, nothing stored)" if summary.dry_run else ""
+    lines = [f"{settings.name}: issue of {summary.issue_date}{mode}"]
+    for report in summary.feeds:
+        if report.ok:
+            state = "not modified" if report.not_modified else f"{report.articles} entries"
+            lines.append(f"  feed ok      {report.name}: {state}")
+        else:
+            lines.append(f"  feed FAILED  {report.name}: {report.error} (skipped)")
+    lines.append(f"articles: {summary.articles}")
+    lines.append(f"recipients: {summary.recipients}")
+    if summary.message_bytes:
+        lines.append(f"message size: {summary.message_bytes:,} bytes")
+    if summary.counts:
+        lines.append("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.counts.items())))
+    lines.extend(f"wrote: {path}" for path in summary.output_files)
+    if summary.note:
+        lines.append(summary.note)
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""A real aiosmtpd server on 127.0.0.1, port 0, in its own thread, recording what it receives.
+
+Tests set `behaviour` to make it misbehave the way real relays do (4xx/5xx on RCPT, drops in
+DATA, stalls), so the client code under test meets real SMTP replies, not mocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+
+
+# A behaviour sees (phase, address) and returns None to accept or an SMTP reply to refuse.
+Behaviour = Callable[[str, str], str | None]
+
+
+@dataclass
+class RecordingHandler:
+    messages: list[Received] = field(default_factory=list)
+    behaviour: Behaviour | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _refusal(self, phase: str, address: str) -> str | None:
+        return self.behaviour(phase, address) if self.behaviour else None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        refusal = self._refusal("rcpt", address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        refusal = self._refusal("data", envelope.rcpt_tos[0] if envelope.rcpt_tos else "")
+        if refusal:
+            return refusal
+        content = envelope.original_content or b""
+        with self.lock:
+            self.messages.append(
+                Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), bytes(content))
+            )
+        return "250 2.0.0 Message accepted for delivery"
+
+
+class SmtpServer:
+    """Start with `with SmtpServer() as server:`; `server.port` is the port the OS picked."""
+
+    def __init__(self, handler: RecordingHandler | None = None, **smtp_kwargs: Any) -> None:
+        self.handler = handler or RecordingHandler()
+        self.smtp_kwargs = smtp_kwargs
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.messages)
+
+    def __enter__(self) -> SmtpServer:
+        self.thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._start(), self.loop)
+        future.result(timeout=10)
+        return self
+
+    async def _start(self) -> None:
+        def factory() -> SMTP:
+            return SMTP(
+                self.handler, hostname="sink.test", decode_data=False, **self.smtp_kwargs
+            )
+
+        self.server = await self.loop.create_server(factory, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server.close_clients()
+            await self.server.wait_closed()
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
