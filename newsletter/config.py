@@ -28,6 +28,7 @@ from email_validator import EmailNotValidError, validate_email
 from .errors import ConfigError
 
 T = TypeVar("T")
+_KIND_NAMES: dict[type, str] = {int: "an integer", float: "a number", str: "a string"}
 TLS_MODES = ("starttls", "tls", "none")
 SECRET_ENV = "NEWSLETTER_SECRET_KEY"
 OLD_SECRETS_ENV = "NEWSLETTER_OLD_SECRET_KEYS"
@@ -116,13 +117,13 @@ class _Reader:
     def get(self, key: str, kind: type[T], default: T | None = None) -> T:
         if key not in self.data:
             if default is None:
-                raise self.fail(key, f"missing; expected a {kind.__name__}")
+                raise self.fail(key, f"missing; expected {_KIND_NAMES.get(kind, kind.__name__)}")
             return default
         value = self.data[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(key, f"expected a {kind.__name__}, got {value!r}")
+            raise self.fail(key, f"expected {_KIND_NAMES.get(kind, kind.__name__)}, got {value!r}")
         return value
 
     def text(self, key: str, default: str | None = None) -> str:

@@ -66,6 +66,7 @@ class SmtpServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.sessions: list[SMTP] = []
 
     @property
     def messages(self) -> list[Received]:
@@ -80,9 +81,11 @@ class SmtpServer:
 
     async def _start(self) -> None:
         def factory() -> SMTP:
-            return SMTP(
+            session = SMTP(
                 self.handler, hostname="sink.test", decode_data=False, **self.smtp_kwargs
             )
+            self.sessions.append(session)
+            return session
 
         self.server = await self.loop.create_server(factory, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
@@ -90,7 +93,9 @@ class SmtpServer:
     async def _stop(self) -> None:
         if self.server is not None:
             self.server.close()
-            self.server.close_clients()
+            for session in self.sessions:
+                if session.transport is not None:
+                    session.transport.close()
             await self.server.wait_closed()
 
     def __exit__(self, *exc: object) -> None:

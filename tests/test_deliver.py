@@ -1,0 +1,121 @@
+"""The delivery policy against a real aiosmtpd server that refuses the way relays do."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from newsletter.compose import ComposedMessage
+from newsletter.config import SmtpConfig
+from newsletter.deliver import DeliveryPolicy, deliver
+from newsletter.errors import ServerRefusedError
+from newsletter.models import DeliveryStatus, Outcome, Recipient
+from newsletter.transport import SmtpTransport
+from tests.smtp_server import SmtpServer
+
+FAST = DeliveryPolicy(connections=2, attempts=3, backoff=0.01)
+
+
+def smtp_config(port: int, **overrides: object) -> SmtpConfig:
+    values: dict[str, object] = {
+        "host": "127.0.0.1", "port": port, "tls": "none", "username": "", "password": "",
+        "timeout": 5.0, "connections": 2, "rate_limit": 0.0,
+    }
+    values.update(overrides)
+    return SmtpConfig(**values)  # type: ignore[arg-type]
+
+
+def message(index: int, domain: str = "example.org") -> ComposedMessage:
+    address = f"reader{index}@{domain}"
+    data = (
+        f"From: daily@ree-news.example.com\r\nTo: {address}\r\nSubject: test {index}\r\n"
+        f"Message-ID: <{index}@ree-news.example.com>\r\n\r\n.dot first\r\nbody {index}\r\n"
+    ).encode()
+    recipient = Recipient(index, address, f"https://x.example/u/{index}")
+    return ComposedMessage(recipient, f"<{index}@ree-news.example.com>", data)
+
+
+def run(
+    messages: list[ComposedMessage], port: int, policy: DeliveryPolicy = FAST
+) -> dict[str, Outcome]:
+    outcomes: dict[str, Outcome] = {}
+
+    def record(item: ComposedMessage, outcome: Outcome) -> None:
+        assert item.recipient.email not in outcomes, "recorded twice"
+        outcomes[item.recipient.email] = outcome
+
+    transport = SmtpTransport(smtp_config(port))
+    asyncio.run(deliver(messages, transport, lambda _: "bounce@ree-news.example.com", policy, record))
+    return outcomes
+
+
+def test_every_message_arrives_once_byte_exact() -> None:
+    items = [message(i) for i in range(30)]
+    with SmtpServer() as server:
+        outcomes = run(items, server.port)
+    assert {o.status for o in outcomes.values()} == {DeliveryStatus.SENT}
+    received = {m.rcpt_tos[0]: m for m in server.messages}
+    assert len(server.messages) == 30 == len(received)
+    for item in items:
+        got = received[item.recipient.email]
+        assert got.data.replace(b"\r\n", b"\n") == item.data.replace(b"\r\n", b"\n")
+        assert got.mail_from == "bounce@ree-news.example.com"
+        assert outcomes[item.recipient.email].message_id == item.message_id
+        assert outcomes[item.recipient.email].detail.startswith("2.0.0")
+
+
+def test_permanent_refusal_fails_one_address_and_the_rest_go_out() -> None:
+    with SmtpServer() as server:
+        def refuse(phase: str, address: str) -> str | None:
+            if phase == "rcpt" and address.startswith("reader3@"):
+                return "550 5.1.1 No such user"
+            return None
+        server.handler.behaviour = refuse
+        outcomes = run([message(i) for i in range(6)], server.port)
+    assert outcomes["reader3@example.org"].status is DeliveryStatus.FAILED
+    assert "550 5.1.1" in outcomes["reader3@example.org"].detail
+    assert len(server.messages) == 5
+    assert all(o.status is DeliveryStatus.SENT for a, o in outcomes.items() if "3@" not in a)
+
+
+def test_transient_refusal_is_retried_within_the_run() -> None:
+    tries: dict[str, int] = {}
+    with SmtpServer() as server:
+        def greylist(phase: str, address: str) -> str | None:
+            if phase != "rcpt":
+                return None
+            tries[address] = tries.get(address, 0) + 1
+            return "451 4.7.1 Greylisted, try again" if tries[address] == 1 else None
+        server.handler.behaviour = greylist
+        outcomes = run([message(i) for i in range(4)], server.port)
+    assert all(o.status is DeliveryStatus.SENT and o.attempts == 2 for o in outcomes.values())
+    assert len(server.messages) == 4
+
+
+def test_persistent_4xx_is_deferred_not_lost() -> None:
+    with SmtpServer() as server:
+        server.handler.behaviour = lambda phase, _: "452 4.2.2 Mailbox full" if phase == "rcpt" else None
+        outcomes = run([message(1)], server.port)
+    outcome = outcomes["reader1@example.org"]
+    assert outcome.status is DeliveryStatus.DEFERRED
+    assert outcome.next_attempt is not None and "452" in outcome.detail
+    assert server.messages == []
+
+
+def test_nobody_listening_stops_the_run_with_a_clear_error() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outcomes: list[Outcome] = []
+    policy = DeliveryPolicy(connections=2, attempts=3, backoff=0.01, max_connect_failures=3)
+    transport = SmtpTransport(smtp_config(port))
+    with pytest.raises(ServerRefusedError, match="connection attempts failed"):
+        asyncio.run(
+            deliver(
+                [message(i) for i in range(20)], transport, lambda _: "b@x.org", policy,
+                lambda _, outcome: outcomes.append(outcome),
+            )
+        )
+    assert len(outcomes) < 20
