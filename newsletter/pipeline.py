@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import cached_property
 from datetime import UTC, date, datetime, timedelta
 
 from . import feeds
@@ -59,7 +60,7 @@ class Run:
     dry_run: bool = False
     on_outcome: OutcomeHook | None = None
 
-    @property
+    @cached_property
     def tokens(self) -> Tokens:
         days = timedelta(days=self.settings.confirm_max_age_days)
         return Tokens(self.settings.secret_keys, days)
