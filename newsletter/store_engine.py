@@ -1,0 +1,150 @@
+"""Engines for the store: the per-database settings that make SQLite and PostgreSQL behave alike.
+
+SQLite needs the most care. Python's sqlite3 module (before 3.16) only opens a transaction before
+INSERT/UPDATE/DELETE, so DDL and SELECTs would run outside one; we switch that off and emit BEGIN
+ourselves (SQLAlchemy's documented recipe). A write transaction begins with BEGIN IMMEDIATE so
+it takes the write lock up front and waits on the busy timeout, instead of failing with
+"database is locked" when it upgrades from reading to writing while another process writes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from .errors import StoreError
+
+# Execution option asking the SQLite "begin" hook for BEGIN IMMEDIATE; ignored by PostgreSQL.
+BEGIN_IMMEDIATE = "ree_begin_immediate"
+BUSY_TIMEOUT_MS = 30_000
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def parse_url(url: str) -> URL:
+    """Parse and check a store URL; a bare ``postgresql://`` means psycopg 3, the driver we ship."""
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r}") from exc
+    if parsed.get_backend_name() not in SUPPORTED:
+        backend = parsed.get_backend_name()
+        raise StoreError(f"unsupported database {backend!r}; use sqlite or postgresql")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The database file of a SQLite URL, or None for an in-memory database or another backend."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def memory_engine() -> Engine:
+    """One shared in-memory SQLite database (StaticPool: every checkout sees the same data)."""
+    engine = sa.create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+    _install_sqlite_hooks(engine, wal=False)
+    return engine
+
+
+def file_engine(url: URL, *, read_only: bool) -> Engine:
+    """An engine for a SQLite file or a PostgreSQL server.
+
+    Read-only engines are refused writes by the database itself too (SQLite ``mode=ro``,
+    PostgreSQL read-only transactions), so a dry run cannot change anything even by mistake.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        options: dict[str, Any] = {"postgresql_readonly": True} if read_only else {}
+        return sa.create_engine(url, pool_pre_ping=True, execution_options=options)
+    if read_only:
+        uri = path.resolve().as_uri()
+        url = url.set(database=uri, query={"mode": "ro", "uri": "true"})
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url)
+    _install_sqlite_hooks(engine, wal=not read_only)
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
+    """Per-connection pragmas and our own BEGIN, as the module docstring explains."""
+
+    def on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+        if wal:
+            _enable_wal(dbapi_connection)
+
+    def on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(BEGIN_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    sa.event.listen(engine, "connect", on_connect)
+    sa.event.listen(engine, "begin", on_begin)
+
+
+def _enable_wal(dbapi_connection: sqlite3.Connection) -> None:
+    """Switch the file to write-ahead logging (readers and the writer stop blocking each other).
+
+    The switch is needed once per file, but it is the one statement for which SQLite answers
+    "database is locked" without waiting on the busy timeout, so two processes creating the
+    database together would fail; we wait for the other one ourselves.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        mode = dbapi_connection.execute("PRAGMA journal_mode").fetchone()
+        if mode is not None and str(mode[0]).lower() == "wal":
+            return
+        try:
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def writer(engine: Engine) -> Engine:
+    """The same engine, but its transactions take SQLite's write lock at BEGIN."""
+    return engine.execution_options(**{BEGIN_IMMEDIATE: True})
+
+
+def upsert(
+    conn: Connection,
+    table: sa.Table,
+    values: dict[str, Any],
+    keys: tuple[str, ...],
+    *,
+    where: sa.ColumnElement[bool] | None = None,
+) -> None:
+    """Insert `values`, or update the row with the same `keys` (only where `where` holds).
+
+    One atomic statement (ON CONFLICT ... DO UPDATE, same syntax on both databases), so two
+    writers never race between a failed insert and the update that should follow it.
+    """
+    changes = {name: value for name, value in values.items() if name not in keys}
+    if conn.dialect.name == "postgresql":
+        pg = postgresql.insert(table).values(values)
+        pg = pg.on_conflict_do_update(
+            index_elements=keys, set_={name: pg.excluded[name] for name in changes}, where=where
+        )
+        conn.execute(pg)
+        return
+    lite = sqlite.insert(table).values(values)
+    lite = lite.on_conflict_do_update(
+        index_elements=keys, set_={name: lite.excluded[name] for name in changes}, where=where
+    )
+    conn.execute(lite)
