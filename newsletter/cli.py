@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument(
         "--dry-run",
         action="store_true",
-        help="send nothing, store nothing; write the digest (HTML, text, .eml) to the output folder",
+        help="send nothing, store nothing; write the digest (HTML, text, .eml) to the output dir",
     )
     send.add_argument("--date", type=_date, help="build the issue of this date (YYYY-MM-DD)")
     send.add_argument("--to", metavar="ADDRESS", help="send one test copy to ADDRESS only")
@@ -81,13 +81,16 @@ def cmd_send(args: argparse.Namespace) -> int:
     store = open_store(settings.database_url, read_only=args.dry_run or bool(args.to))
     transport = OutboxTransport() if args.dry_run else SmtpTransport(settings.smtp)
     run = Run(settings, store, transport, dry_run=args.dry_run)
-    if args.to:
-        summary = asyncio.run(send_test_copy(run, normalize_address(args.to), args.date))
-        digest = None
-    else:
-        summary, digest = asyncio.run(run_issue(run, args.date))
-    if args.dry_run and digest is not None:
-        summary.output_files = tuple(str(p) for p in _preview(run, store, digest, summary))
+    try:
+        if args.to:
+            summary = asyncio.run(send_test_copy(run, normalize_address(args.to), args.date))
+            digest = None
+        else:
+            summary, digest = asyncio.run(run_issue(run, args.date))
+        if args.dry_run and digest is not None:
+            summary.output_files = tuple(str(p) for p in _preview(run, store, digest, summary))
+    finally:
+        store.close()
     print(format_summary(settings, summary))
     return exit_status(summary)
 
@@ -119,7 +122,9 @@ def format_summary(settings: Settings, summary: RunSummary) -> str:
     if summary.message_bytes:
         lines.append(f"message size: {summary.message_bytes:,} bytes")
     if summary.counts:
-        lines.append("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.counts.items())))
+        lines.append(
+            "outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.counts.items()))
+        )
     lines.extend(f"wrote: {path}" for path in summary.output_files)
     if summary.note:
         lines.append(summary.note)

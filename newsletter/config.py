@@ -141,7 +141,9 @@ class _Reader:
         return value
 
 
-def load_settings(path: str | Path = "config.toml", environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    path: str | Path = "config.toml", environ: Mapping[str, str] | None = None
+) -> Settings:
     """Read and validate the whole configuration; raise ConfigError on the first bad value."""
     path = Path(path).resolve()
     env = os.environ if environ is None else environ
@@ -218,7 +220,9 @@ def _timezone(news: _Reader) -> ZoneInfo:
     try:
         return ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise news.fail("timezone", f"expected an IANA zone like Europe/Berlin, got {value!r}") from None
+        raise news.fail(
+            "timezone", f"expected an IANA zone like Europe/Berlin, got {value!r}"
+        ) from None
 
 
 def _send_time(news: _Reader) -> time:

@@ -121,7 +121,9 @@ class _Worker:
                 if isinstance(exc, (ConnectionLostError, TimeoutError)):
                     await self.drop()
         retry_at = datetime.now(UTC) + policy.defer_for
-        return Outcome(DeliveryStatus.DEFERRED, str(last), item.message_id, policy.attempts, retry_at)
+        return Outcome(
+            DeliveryStatus.DEFERRED, str(last), item.message_id, policy.attempts, retry_at
+        )
 
     async def try_once(self, item: ComposedMessage, attempt: int) -> Outcome:
         if self.connection is None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from functools import cached_property
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 
 from . import feeds
 from .compose import ComposedMessage, MessageTemplate
@@ -19,6 +19,7 @@ from .errors import StoreError
 from .models import (
     Article,
     Digest,
+    FeedBatch,
     Issue,
     IssueStatus,
     Outcome,
@@ -94,7 +95,7 @@ async def collect_articles(run: Run, issue_date: date) -> tuple[list[Article], R
     return fresh[: settings.max_articles], summary
 
 
-def _remember_feed_states(store: Store, batch: feeds.FeedBatch) -> None:
+def _remember_feed_states(store: Store, batch: FeedBatch) -> None:
     for state in batch.states:
         store.save_feed_state(state)
 
@@ -120,7 +121,9 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
         return digest, summary
     cutoff = issue_cutoff(settings, issue_date)
     try:
-        return run.store.create_issue(settings.name, issue_date, cutoff, digest, run.clock()), summary
+        return run.store.create_issue(
+            settings.name, issue_date, cutoff, digest, run.clock()
+        ), summary
     except StoreError:
         # Another run created it between our look and our insert: send that one instead.
         issue = run.store.get_issue(settings.name, issue_date)
@@ -129,7 +132,9 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
         return issue, summary
 
 
-def _messages(run: Run, template: MessageTemplate, issue: Issue | None) -> Iterator[ComposedMessage]:
+def _messages(
+    run: Run, template: MessageTemplate, issue: Issue | None
+) -> Iterator[ComposedMessage]:
     if issue is not None:
         subscribers = run.store.pending_recipients(issue.id)
     else:
@@ -170,12 +175,16 @@ async def _send_all(
         summary.recipients += 1
         summary.message_bytes = max(summary.message_bytes, len(message.data))
         if issue is not None and not run.dry_run:
-            run.store.record_outcome(issue.id, message.recipient.subscriber_id, outcome, run.clock())
+            run.store.record_outcome(
+                issue.id, message.recipient.subscriber_id, outcome, run.clock()
+            )
         if run.on_outcome is not None:
             run.on_outcome(message, outcome)
 
     sender = run.settings.from_address
-    return await deliver(_messages(run, template, issue), run.transport, lambda _: sender, policy, record)
+    return await deliver(
+        _messages(run, template, issue), run.transport, lambda _: sender, policy, record
+    )
 
 
 def _finish(run: Run, issue: Issue, summary: RunSummary) -> None:

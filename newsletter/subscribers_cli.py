@@ -102,7 +102,12 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"{args.file}:{number}: refused {raw!r}: {exc.reason}", file=sys.stderr)
         else:
             tally["added" if before is None else "unchanged" if before == after else "updated"] += 1
-    print(", ".join(f"{key}={tally[key]}" for key in ("added", "updated", "unchanged", "refused", "suppressed")))
+    print(
+        ", ".join(
+            f"{key}={tally[key]}"
+            for key in ("added", "updated", "unchanged", "refused", "suppressed")
+        )
+    )
     return 0
 
 

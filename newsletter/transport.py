@@ -83,7 +83,7 @@ class SmtpTransport:
             port=cfg.port,
             timeout=cfg.timeout,
             use_tls=cfg.tls == "tls",
-            start_tls=True if cfg.tls == "starttls" else False,
+            start_tls=cfg.tls == "starttls",
             tls_context=self.tls_context,
             username=cfg.username or None,
             password=cfg.password or None if cfg.username else None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import quopri
 import re
 from datetime import UTC, date, datetime
 from email import policy
@@ -143,8 +144,6 @@ def test_subject_from_feed_data_cannot_inject_headers(settings: Settings) -> Non
 
 
 def test_qp_line_encoding_round_trips_and_soft_breaks_with_crlf() -> None:
-    import quopri
-
     line = "Dysprosium – €450/kg =" + "x" * 120 + " "
     encoded = qp_encode_line(line)
     assert encoded.endswith(b"\r\n")

@@ -44,19 +44,32 @@ def test_secrets_come_from_the_environment_oldest_key_first() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "key", "expected"),
     [
-        ('port = 587', 'port = "587"', "smtp.port", "expected an integer"),
-        ('port = 587', 'port = 70000', "smtp.port", "up to 65535"),
+        ("port = 587", 'port = "587"', "smtp.port", "expected an integer"),
+        ("port = 587", "port = 70000", "smtp.port", "up to 65535"),
         ('tls = "starttls"', 'tls = "ssl"', "smtp.tls", "starttls, tls, none"),
         ('timezone = "Europe/London"', 'timezone = "Mars/Olympus"', "newsletter.timezone", "IANA"),
         ('send_time = "07:00"', 'send_time = "7 am"', "newsletter.send_time", "HH:MM"),
-        ('from_address = "daily@ree-news.example.com"', 'from_address = "not an address"',
-         "newsletter.from_address", "email address"),
-        ('base_url = "https://ree-news.example.com/newsletter"', 'base_url = "ree-news.example.com"',
-         "newsletter.base_url", "absolute http(s) URL"),
-        ('min_articles = 1', 'min_articles = 0', "newsletter.min_articles", "positive"),
-        ('connections = 4 ', 'connections = true ', "smtp.connections", "expected an integer"),
+        (
+            'from_address = "daily@ree-news.example.com"',
+            'from_address = "not an address"',
+            "newsletter.from_address",
+            "email address",
+        ),
+        (
+            'base_url = "https://ree-news.example.com/newsletter"',
+            'base_url = "ree-news.example.com"',
+            "newsletter.base_url",
+            "absolute http(s) URL",
+        ),
+        ("min_articles = 1", "min_articles = 0", "newsletter.min_articles", "positive"),
+        ("connections = 4 ", "connections = true ", "smtp.connections", "expected an integer"),
         ('url = "feeds/sample-ree-news.xml"', 'url = "ftp://x/feed"', "feeds[0].url", "http(s)"),
-        ('url = "sqlite:///subscribers/subscribers.db"', 'url = "mysql://x"', "store.url", "sqlite"),
+        (
+            'url = "sqlite:///subscribers/subscribers.db"',
+            'url = "mysql://x"',
+            "store.url",
+            "sqlite",
+        ),
     ],
 )
 def test_bad_value_names_key_and_file(

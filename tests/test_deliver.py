@@ -20,8 +20,14 @@ FAST = DeliveryPolicy(connections=2, attempts=3, backoff=0.01)
 
 def smtp_config(port: int, **overrides: object) -> SmtpConfig:
     values: dict[str, object] = {
-        "host": "127.0.0.1", "port": port, "tls": "none", "username": "", "password": "",
-        "timeout": 5.0, "connections": 2, "rate_limit": 0.0,
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": "none",
+        "username": "",
+        "password": "",
+        "timeout": 5.0,
+        "connections": 2,
+        "rate_limit": 0.0,
     }
     values.update(overrides)
     return SmtpConfig(**values)  # type: ignore[arg-type]
@@ -47,7 +53,9 @@ def run(
         outcomes[item.recipient.email] = outcome
 
     transport = SmtpTransport(smtp_config(port))
-    asyncio.run(deliver(messages, transport, lambda _: "bounce@ree-news.example.com", policy, record))
+    asyncio.run(
+        deliver(messages, transport, lambda _: "bounce@ree-news.example.com", policy, record)
+    )
     return outcomes
 
 
@@ -68,10 +76,12 @@ def test_every_message_arrives_once_byte_exact() -> None:
 
 def test_permanent_refusal_fails_one_address_and_the_rest_go_out() -> None:
     with SmtpServer() as server:
+
         def refuse(phase: str, address: str) -> str | None:
             if phase == "rcpt" and address.startswith("reader3@"):
                 return "550 5.1.1 No such user"
             return None
+
         server.handler.behaviour = refuse
         outcomes = run([message(i) for i in range(6)], server.port)
     assert outcomes["reader3@example.org"].status is DeliveryStatus.FAILED
@@ -83,11 +93,13 @@ def test_permanent_refusal_fails_one_address_and_the_rest_go_out() -> None:
 def test_transient_refusal_is_retried_within_the_run() -> None:
     tries: dict[str, int] = {}
     with SmtpServer() as server:
+
         def greylist(phase: str, address: str) -> str | None:
             if phase != "rcpt":
                 return None
             tries[address] = tries.get(address, 0) + 1
             return "451 4.7.1 Greylisted, try again" if tries[address] == 1 else None
+
         server.handler.behaviour = greylist
         outcomes = run([message(i) for i in range(4)], server.port)
     assert all(o.status is DeliveryStatus.SENT and o.attempts == 2 for o in outcomes.values())
@@ -96,7 +108,9 @@ def test_transient_refusal_is_retried_within_the_run() -> None:
 
 def test_persistent_4xx_is_deferred_not_lost() -> None:
     with SmtpServer() as server:
-        server.handler.behaviour = lambda phase, _: "452 4.2.2 Mailbox full" if phase == "rcpt" else None
+        server.handler.behaviour = lambda phase, _: (
+            "452 4.2.2 Mailbox full" if phase == "rcpt" else None
+        )
         outcomes = run([message(1)], server.port)
     outcome = outcomes["reader1@example.org"]
     assert outcome.status is DeliveryStatus.DEFERRED
@@ -114,7 +128,10 @@ def test_nobody_listening_stops_the_run_with_a_clear_error() -> None:
     with pytest.raises(ServerRefusedError, match="connection attempts failed"):
         asyncio.run(
             deliver(
-                [message(i) for i in range(20)], transport, lambda _: "b@x.org", policy,
+                [message(i) for i in range(20)],
+                transport,
+                lambda _: "b@x.org",
+                policy,
                 lambda _, outcome: outcomes.append(outcome),
             )
         )

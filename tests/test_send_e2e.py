@@ -1,0 +1,221 @@
+"""End to end: feeds over real HTTP, a real SQLite store, mail into a real aiosmtpd server.
+
+Every received message is parsed with the `email` package and checked on its bytes.
+"""
+
+from __future__ import annotations
+
+import email
+import hashlib
+import re
+import socket
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from newsletter.cli import main
+from newsletter.config import load_settings
+from newsletter.models import SubscriberStatus
+from newsletter.ports import Store
+from newsletter.store import open_store
+from newsletter.tokens import Tokens
+from tests.feedserver import FeedServer
+from tests.smtp_server import SmtpServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "feeds" / "sample-ree-news.xml"
+SECRET = "e2e-secret-key"
+ISSUE_DATE = "2026-11-28"
+ACTIVE = ["alice@example.org", "bob@example.net", "chen.li@example.com"]
+BROKEN_FEED = b"<?xml version='1.0'?><rss><channel><item><title>unterminated"
+
+
+@dataclass
+class World:
+    config: Path
+    feeds: FeedServer
+    smtp: SmtpServer
+    store: Store
+    ids: dict[str, int]
+
+    def send(self, *args: str) -> int:
+        return main(["--config", str(self.config), "send", *args])
+
+    def received(self) -> list[EmailMessage]:
+        parsed = []
+        for item in self.smtp.messages:
+            message = email.message_from_bytes(item.data, policy=policy.default)
+            assert isinstance(message, EmailMessage)
+            parsed.append(message)
+        return parsed
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(tmp_path: Path, feeds: FeedServer, smtp_port: int) -> Path:
+    shipped = (ROOT / "config.toml").read_text(encoding="utf-8")
+    text = shipped.replace('url = "feeds/sample-ree-news.xml"', f'url = "{feeds.url("/feed/")}"')
+    text += (
+        f'\n[[feeds]]\nname = "Broken"\nurl = "{feeds.url("/broken.xml")}"\n'
+        f'\n[[feeds]]\nname = "Unreachable"\nurl = "http://127.0.0.1:{closed_port()}/feed"\n'
+    )
+    text = text.replace('host = "localhost"', 'host = "127.0.0.1"')
+    text = text.replace("port = 587", f"port = {smtp_port}").replace(
+        'tls = "starttls"', 'tls = "none"'
+    )
+    text = text.replace("timeout = 20 ", "timeout = 3 ")
+    text = text.replace('dir = "out"', f'dir = "{tmp_path / "out"}"')
+    text = text.replace('templates_dir = "templates"', f'templates_dir = "{ROOT / "templates"}"')
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    with FeedServer() as feeds, SmtpServer() as smtp:
+        feeds.add_file("/feed/", SAMPLE, etag='"sample-1"')
+        feeds.add("/broken.xml", BROKEN_FEED)
+        config = write_config(tmp_path, feeds, smtp.port)
+        store = open_store(load_settings(config).database_url)
+        now = datetime.now(UTC)
+        ids = {}
+        for address in ACTIVE:
+            ids[address] = store.add_subscriber(
+                address, status=SubscriberStatus.ACTIVE, source="test", now=now
+            ).id
+        store.add_subscriber(
+            "pending@example.org", status=SubscriberStatus.PENDING, source="t", now=now
+        )
+        gone = store.add_subscriber(
+            "gone@example.org", status=SubscriberStatus.ACTIVE, source="t", now=now
+        )
+        store.set_status(gone.id, SubscriberStatus.UNSUBSCRIBED, now)
+        yield World(config, feeds, smtp, store, ids)
+
+
+def test_send_delivers_one_correct_copy_to_each_active_subscriber(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert world.send("--date", ISSUE_DATE) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"feed FAILED\s+Broken: .+\(skipped\)", out)
+    assert re.search(r"feed FAILED\s+Unreachable: .+\(skipped\)", out)
+    messages = world.received()
+    assert Counter(m["To"] for m in messages) == Counter(ACTIVE)
+    assert len({m["Message-ID"] for m in messages}) == len(ACTIVE)
+    tokens = Tokens([SECRET], timedelta(days=7))
+    for message in messages:
+        check_message(message, world.ids[str(message["To"])], tokens)
+    assert all(m.rcpt_tos[0] == m.rcpt_tos[0].lower() for m in world.smtp.messages)
+
+
+def check_message(message: EmailMessage, subscriber_id: int, tokens: Tokens) -> None:
+    assert str(message["Subject"]).startswith("REE Daily, 28 Nov 2026")
+    assert message["From"].addresses[0].addr_spec == "daily@ree-news.example.com"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert message["List-Id"].endswith("<daily.ree-news.example.com>")
+    https = re.search(r"<(https://[^>]+)>", message["List-Unsubscribe"])
+    assert https is not None
+    url = https.group(1)
+    assert url.startswith("https://ree-news.example.com/newsletter/u/")
+    assert tokens.read_unsubscribe(url.rsplit("/", 1)[1]) == subscriber_id
+    plain, html = (part.get_content() for part in message.iter_parts())
+    for body in (plain, html):
+        assert "12 Foundry Lane" in body
+        assert url in body
+        assert str(message["To"]) in body
+    assert re.search(rf'<a[^>]+href="{re.escape(url)}"[^>]*>[^<]*Unsubscribe', html, re.I)
+    assert "<script" not in html.lower()
+
+
+def test_second_send_on_the_same_day_sends_nothing_new(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert world.send("--date", ISSUE_DATE) == 0
+    first = len(world.smtp.messages)
+    assert world.send("--date", ISSUE_DATE) == 0
+    assert len(world.smtp.messages) == first == len(ACTIVE)
+    assert "already sent" in capsys.readouterr().out
+
+
+def database_fingerprint(config: Path) -> str:
+    url = load_settings(config).database_url
+    return hashlib.sha256(Path(url.removeprefix("sqlite:///")).read_bytes()).hexdigest()
+
+
+def test_dry_run_sends_nothing_changes_nothing_and_writes_the_digest(
+    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    before = database_fingerprint(world.config)
+    assert world.send("--dry-run", "--date", ISSUE_DATE) == 0
+    out = capsys.readouterr().out
+    assert world.smtp.messages == []
+    assert database_fingerprint(world.config) == before
+    settings = load_settings(world.config)
+    assert world.store.get_issue(settings.name, datetime(2026, 11, 28).date()) is None
+    assert world.store.get_feed_state(world.feeds.url("/feed/")) is None
+    assert f"recipients: {len(ACTIVE)}" in out
+    assert re.search(r"articles: \d+", out) and re.search(r"message size: [\d,]+ bytes", out)
+    folder = tmp_path / "out" / ISSUE_DATE
+    eml = email.message_from_bytes((folder / "digest.eml").read_bytes(), policy=policy.default)
+    assert [p.get_content_type() for p in eml.iter_parts()] == ["text/plain", "text/html"]
+    assert "12 Foundry Lane" in (folder / "digest.txt").read_text(encoding="utf-8")
+    assert "<table" in (folder / "digest.html").read_text(encoding="utf-8")
+    assert "__UNSUBSCRIBE_URL__" not in (folder / "digest.html").read_text(encoding="utf-8")
+
+
+def test_test_copy_goes_to_one_address_only_and_stores_nothing(world: World) -> None:
+    before = database_fingerprint(world.config)
+    assert world.send("--to", "Editor@Example.org", "--date", ISSUE_DATE) == 0
+    assert [m.rcpt_tos for m in world.smtp.messages] == [("Editor@example.org",)]
+    assert database_fingerprint(world.config) == before
+
+
+def test_an_article_sent_before_never_returns_even_if_redated(world: World) -> None:
+    assert world.send("--date", "2026-11-27") == 0
+    first_ids = set(issue_articles(world, "2026-11-27"))
+    assert first_ids
+    sample = SAMPLE.read_text(encoding="utf-8")
+    redated = re.sub(
+        r"<pubDate>[^<]+</pubDate>", "<pubDate>Fri, 27 Nov 2026 20:00:00 +0000</pubDate>", sample
+    )
+    world.feeds.add("/feed/", redated.encode("utf-8"), etag='"sample-2"')
+    assert world.send("--date", ISSUE_DATE) == 0
+    second_ids = set(issue_articles(world, ISSUE_DATE))
+    assert second_ids and not first_ids & second_ids
+
+
+def issue_articles(world: World, day: str) -> tuple[str, ...]:
+    settings = load_settings(world.config)
+    issue = world.store.get_issue(settings.name, datetime.fromisoformat(day).date())
+    assert issue is not None
+    return issue.digest.article_ids
+
+
+def test_empty_day_sends_nothing_and_says_so(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert world.send("--date", "2027-03-01") == 0
+    assert world.smtp.messages == []
+    assert "empty day" in capsys.readouterr().out
+
+
+def test_real_send_without_signing_key_stops_before_anything(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
+    assert world.send("--date", ISSUE_DATE) == 1
+    assert "NEWSLETTER_SECRET_KEY" in capsys.readouterr().err
+    assert world.smtp.messages == []
