@@ -10,7 +10,6 @@ import enum
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-
 # Stand-ins for the per-reader values in a rendered digest. Plain word characters only, so that
 # autoescaping, premailer and lxml's URL-attribute escaping all leave them untouched.
 EMAIL_PLACEHOLDER = "__READER_EMAIL__"
