@@ -12,6 +12,9 @@ def normalize_address(raw: str, *, check_deliverability: bool = False) -> str:
 
     SMTPUTF8 is refused (`allow_smtputf8=False`) because relays may not support it, and
     deliverability (a DNS look-up) is off by default so that imports and tests stay offline.
+    The local part is lower-cased too: RFC 5321 lets a server treat it case-sensitively, but
+    no mainstream provider does, and "Ann@" and "ann@" as two subscribers would mail one
+    person twice and let a case change slip past suppression.
     """
     candidate = raw.strip()
     if any(ch in candidate for ch in "\r\n\x00"):
@@ -22,4 +25,4 @@ def normalize_address(raw: str, *, check_deliverability: bool = False) -> str:
         )
     except EmailNotValidError as exc:
         raise AddressError(raw, str(exc)) from None
-    return result.normalized
+    return result.normalized.lower()

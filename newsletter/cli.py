@@ -88,7 +88,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         else:
             summary, digest = asyncio.run(run_issue(run, args.date))
         if args.dry_run and digest is not None:
-            summary.output_files = tuple(str(p) for p in _preview(run, store, digest, summary))
+            files = _preview(run, store, digest, summary)
+            summary.output_files = tuple(str(path) for path in files)
+            eml = next(path for path in files if path.suffix == ".eml")
+            summary.message_bytes = summary.message_bytes or eml.stat().st_size
     finally:
         store.close()
     print(format_summary(settings, summary))
@@ -114,7 +117,8 @@ def format_summary(settings: Settings, summary: RunSummary) -> str:
     for report in summary.feeds:
         if report.ok:
             state = "not modified" if report.not_modified else f"{report.articles} entries"
-            lines.append(f"  feed ok      {report.name}: {state}")
+            note = f" ({report.note})" if report.note else ""
+            lines.append(f"  feed ok      {report.name}: {state}{note}")
         else:
             lines.append(f"  feed FAILED  {report.name}: {report.error} (skipped)")
     lines.append(f"articles: {summary.articles}")

@@ -105,7 +105,7 @@ def _succeeded(
     feed: FeedConfig, articles: tuple[Article, ...], state: FeedState | None = None, note: str = ""
 ) -> _Outcome:
     """An ok report; `note` (a moved feed) goes into `error`, the report's only text field."""
-    report = FeedReport(feed.name, feed.url, True, len(articles), error=note or None)
+    report = FeedReport(feed.name, feed.url, True, len(articles), note=note or None)
     return _Outcome(report, state, articles)
 
 
@@ -125,7 +125,7 @@ async def _collect_http(
             last_modified=headers.get("last-modified", state.last_modified),
             permanent_url=moved_to,
         )
-        report = FeedReport(feed.name, feed.url, ok=True, not_modified=True, error=note or None)
+        report = FeedReport(feed.name, feed.url, ok=True, not_modified=True, note=note or None)
         return _Outcome(report, new)
     if response.status >= 300:
         raise FeedError(f"HTTP {response.status} {httpx.codes.get_reason_phrase(response.status)}")

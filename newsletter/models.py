@@ -83,6 +83,7 @@ class FeedReport:
     articles: int = 0
     not_modified: bool = False
     error: str | None = None
+    note: str | None = None  # worth telling the operator though the feed worked (a 301)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,12 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 
-from . import feeds
 from .compose import ComposedMessage, MessageTemplate
 from .config import Settings
 from .deliver import DeliveryPolicy, deliver
 from .errors import StoreError
 from .models import (
-    Article,
     Digest,
-    FeedBatch,
     Issue,
     IssueStatus,
     Outcome,
@@ -29,21 +26,15 @@ from .models import (
 )
 from .ports import Store, Transport
 from .render import DigestRenderer
+from .selection import issue_cutoff, select_articles
 from .tokens import Tokens, unsubscribe_url
 
 Clock = Callable[[], datetime]
 OutcomeHook = Callable[[ComposedMessage, Outcome], None]
-FIRST_RUN_LOOKBACK = timedelta(hours=24)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def issue_cutoff(settings: Settings, issue_date: date) -> datetime:
-    """The issue of a date covers what was published up to its local send time."""
-    local = datetime.combine(issue_date, settings.send_time, tzinfo=settings.timezone)
-    return local.astimezone(UTC)
 
 
 def today(settings: Settings, now: datetime) -> date:
@@ -77,29 +68,6 @@ class Run:
         )
 
 
-async def collect_articles(run: Run, issue_date: date) -> tuple[list[Article], RunSummary]:
-    """Fetch every feed and keep the articles that belong to this date's issue."""
-    settings, store = run.settings, run.store
-    summary = RunSummary(issue_date=issue_date, dry_run=run.dry_run)
-    states = {f.url: s for f in settings.feeds if (s := store.get_feed_state(f.url))}
-    batch = await feeds.collect(settings.feeds, settings.fetch, states, run.clock())
-    summary.feeds = batch.reports
-    cutoff = issue_cutoff(settings, issue_date)
-    previous = store.previous_issue(settings.name, issue_date)
-    start = previous.cutoff if previous else cutoff - FIRST_RUN_LOOKBACK
-    window = [a for a in batch.articles if start < a.published <= cutoff]
-    seen = store.sent_article_ids(settings.name, (a.id for a in window))
-    fresh = sorted((a for a in window if a.id not in seen), key=lambda a: a.published, reverse=True)
-    if not run.dry_run:
-        _remember_feed_states(store, batch)
-    return fresh[: settings.max_articles], summary
-
-
-def _remember_feed_states(store: Store, batch: FeedBatch) -> None:
-    for state in batch.states:
-        store.save_feed_state(state)
-
-
 async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | None, RunSummary]:
     """Return the stored issue (resume), a new one, or None for an empty day."""
     settings = run.settings
@@ -108,7 +76,9 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
         summary = RunSummary(issue_date=issue_date, dry_run=run.dry_run)
         summary.articles = len(existing.digest.article_ids)
         return existing, summary
-    articles, summary = await collect_articles(run, issue_date)
+    selection = await select_articles(settings, run.store, issue_date, run.clock())
+    summary = RunSummary(issue_date=issue_date, dry_run=run.dry_run, feeds=selection.reports)
+    articles = selection.articles
     summary.articles = len(articles)
     if len(articles) < settings.min_articles:
         summary.note = (
@@ -121,15 +91,16 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
         return digest, summary
     cutoff = issue_cutoff(settings, issue_date)
     try:
-        return run.store.create_issue(
-            settings.name, issue_date, cutoff, digest, run.clock()
-        ), summary
+        issue = run.store.create_issue(settings.name, issue_date, cutoff, digest, run.clock())
     except StoreError:
         # Another run created it between our look and our insert: send that one instead.
-        issue = run.store.get_issue(settings.name, issue_date)
-        if issue is None:
+        winner = run.store.get_issue(settings.name, issue_date)
+        if winner is None:
             raise
-        return issue, summary
+        return winner, summary
+    for state in selection.states:
+        run.store.save_feed_state(state)
+    return issue, summary
 
 
 def _messages(

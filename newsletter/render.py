@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 import premailer
 
+from .clean import shorten
 from .config import Settings
 from .errors import RenderError
 from .models import EMAIL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Article, Digest
@@ -187,17 +188,6 @@ def clean(value: str) -> str:
     """One line of printable text: feed titles may carry CR/LF, tabs or control characters."""
     printable = "".join(ch for ch in value if ch.isprintable() or ch.isspace())
     return " ".join(printable.split())
-
-
-def shorten(text: str, limit: int) -> str:
-    """Cut at a word boundary and mark the cut, so a long headline never ends mid-word."""
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    head, _, _ = cut.rpartition(" ")
-    if len(head) < limit // 2:  # one enormous word: cutting it is better than losing it all
-        head = cut
-    return head.rstrip(" ,;:-") + "…"
 
 
 def subject_line(name: str, issue_date: date, headline: str) -> str:

@@ -36,7 +36,9 @@ def add_commands(commands: Any) -> None:
     _active_flag(imp)
     imp.set_defaults(handler=cmd_import)
     lst = sub.add_parser("list", help="list subscribers, optionally of one status")
-    lst.add_argument("--status", choices=[s.value for s in SubscriberStatus])
+    lst.add_argument(
+        "--status", choices=[s.value for s in SubscriberStatus], help="only this status"
+    )
     lst.set_defaults(handler=cmd_list)
     counts = sub.add_parser("counts", help="number of subscribers by status")
     counts.set_defaults(handler=cmd_counts)

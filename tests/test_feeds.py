@@ -208,7 +208,7 @@ def test_permanent_redirect_is_remembered(server: FeedServer, status: int) -> No
     state = states_of(first)[old]
     assert state.permanent_url == new
     moved = report(first, "Moved")
-    assert moved.ok and moved.error is not None and new in moved.error
+    assert moved.ok and moved.note is not None and new in moved.note
     assert len(first.articles) == 3
 
     second = run([feed("Moved", old)], states_of(first))

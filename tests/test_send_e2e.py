@@ -179,7 +179,7 @@ def test_dry_run_sends_nothing_changes_nothing_and_writes_the_digest(
 def test_test_copy_goes_to_one_address_only_and_stores_nothing(world: World) -> None:
     before = database_fingerprint(world.config)
     assert world.send("--to", "Editor@Example.org", "--date", ISSUE_DATE) == 0
-    assert [m.rcpt_tos for m in world.smtp.messages] == [("Editor@example.org",)]
+    assert [m.rcpt_tos for m in world.smtp.messages] == [("editor@example.org",)]
     assert database_fingerprint(world.config) == before
 
 
@@ -187,11 +187,7 @@ def test_an_article_sent_before_never_returns_even_if_redated(world: World) -> N
     assert world.send("--date", "2026-11-27") == 0
     first_ids = set(issue_articles(world, "2026-11-27"))
     assert first_ids
-    sample = SAMPLE.read_text(encoding="utf-8")
-    redated = re.sub(
-        r"<pubDate>[^<]+</pubDate>", "<pubDate>Fri, 27 Nov 2026 20:00:00 +0000</pubDate>", sample
-    )
-    world.feeds.add("/feed/", redated.encode("utf-8"), etag='"sample-2"')
+    world.feeds.add("/feed/", redate(SAMPLE, "Fri, 27 Nov 2026 20:00:00 +0000"), etag='"v2"')
     assert world.send("--date", ISSUE_DATE) == 0
     second_ids = set(issue_articles(world, ISSUE_DATE))
     assert second_ids and not first_ids & second_ids
@@ -219,3 +215,20 @@ def test_real_send_without_signing_key_stops_before_anything(
     assert world.send("--date", ISSUE_DATE) == 1
     assert "NEWSLETTER_SECRET_KEY" in capsys.readouterr().err
     assert world.smtp.messages == []
+
+
+def test_feed_validators_are_kept_only_when_nothing_waits_past_the_cutoff(world: World) -> None:
+    assert world.send("--date", "2026-11-27") == 0
+    # The sample holds articles after the 27th's cutoff: a stored ETag could hide them for good.
+    assert world.store.get_feed_state(world.feeds.url("/feed/")) is None
+    world.feeds.add("/feed/", redate(SAMPLE, "Fri, 27 Nov 2026 20:00:00 +0000"), etag='"v2"')
+    assert world.send("--date", ISSUE_DATE) == 0
+    state = world.store.get_feed_state(world.feeds.url("/feed/"))
+    assert state is not None and state.etag == '"v2"'
+    assert world.send("--date", "2026-11-29") == 0
+    assert world.feeds.hits("/feed/")[-1].headers.get("if-none-match") == '"v2"'
+
+
+def redate(path: Path, when: str) -> bytes:
+    text = path.read_text(encoding="utf-8")
+    return re.sub(r"<pubDate>[^<]+</pubDate>", f"<pubDate>{when}</pubDate>", text).encode()

@@ -1,0 +1,105 @@
+"""Operators' subscriber commands against a real SQLite store in a temporary folder."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from newsletter.cli import main
+from newsletter.config import load_settings
+from newsletter.models import SubscriberStatus
+from newsletter.store import open_store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    text = text.replace(
+        'url = "sqlite:///subscribers/subscribers.db"', f'url = "sqlite:///{tmp_path / "s.db"}"'
+    )
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def cli(config: Path, *args: str) -> int:
+    return main(["--config", str(config), "subscribers", *args])
+
+
+def status_of(config: Path, email: str) -> SubscriberStatus | None:
+    store = open_store(load_settings(config).database_url)
+    try:
+        found = store.get_subscriber(email)
+        return found.status if found else None
+    finally:
+        store.close()
+
+
+def test_add_normalizes_and_defaults_to_pending(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(config, "add", "  Reader@EXAMPLE.org ") == 0
+    assert status_of(config, "reader@example.org") is SubscriberStatus.PENDING
+    assert cli(config, "add", "--active", "READER@example.org") == 0
+    assert status_of(config, "reader@example.org") is SubscriberStatus.ACTIVE
+    assert "reader@example.org: active" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("no-at-sign", "An email address must have an @-sign."),
+        ("two@@example.org", "contains invalid characters: '@'"),
+        ("bob@localhost", "The part after the @-sign is not valid"),
+    ],
+)
+def test_add_refuses_invalid_address_with_the_validators_reason(
+    config: Path, capsys: pytest.CaptureFixture[str], address: str, reason: str
+) -> None:
+    assert cli(config, "add", address) == 1
+    assert reason in capsys.readouterr().err
+    assert status_of(config, address) is None
+
+
+def test_import_reports_each_line_and_never_revives_the_unsubscribed(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = open_store(load_settings(config).database_url)
+    now = datetime.now(UTC)
+    gone = store.add_subscriber(
+        "gone@example.org", status=SubscriberStatus.ACTIVE, source="t", now=now
+    )
+    store.set_status(gone.id, SubscriberStatus.UNSUBSCRIBED, now)
+    store.close()
+    source = tmp_path / "list.csv"
+    source.write_text(
+        "name,Email\nAnn,ann@example.org\nBad,not-an-address\nGone,gone@example.org\n"
+        "Ann again,ANN@example.org\n",
+        encoding="utf-8",
+    )
+    assert cli(config, "import", "--active", str(source)) == 0
+    captured = capsys.readouterr()
+    assert "added=1, updated=0, unchanged=1, refused=1, suppressed=1" in captured.out
+    assert f"{source}:3: refused 'not-an-address'" in captured.err
+    assert f"{source}:4: kept suppressed" in captured.err
+    assert status_of(config, "gone@example.org") is SubscriberStatus.UNSUBSCRIBED
+    assert status_of(config, "ann@example.org") is SubscriberStatus.ACTIVE
+
+
+def test_import_plain_list_then_list_and_counts(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "list.txt"
+    source.write_text("# exported\none@example.org\n\ntwo@example.org\n", encoding="utf-8")
+    assert cli(config, "import", str(source)) == 0
+    capsys.readouterr()
+    assert cli(config, "list", "--status", "pending") == 0
+    listed = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert listed == ["one@example.org", "two@example.org"]
+    assert cli(config, "counts") == 0
+    counts = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert counts == {"pending": "2", "active": "0", "unsubscribed": "0", "bounced": "0"}
