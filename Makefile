@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/newsletter send --dry-run --date 2026-11-28
 
 test: $(STAMP)
-	$(BIN)/ruff check newsletter tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
