@@ -14,7 +14,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from . import subscribers_cli
+from . import delivery_cli, ops_cli, subscribers_cli, web_cli
 from .addresses import normalize_address
 from .config import SECRET_ENV, Settings, load_settings
 from .errors import ConfigError, NewsletterError, ServerRefusedError
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--date", type=_date, help="build the issue of this date (YYYY-MM-DD)")
     send.add_argument("--to", metavar="ADDRESS", help="send one test copy to ADDRESS only")
     send.set_defaults(handler=cmd_send)
-    subscribers_cli.add_commands(commands)
+    for module in (subscribers_cli, delivery_cli, web_cli, ops_cli):
+        module.add_commands(commands)
     return parser
 
 

@@ -25,6 +25,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
+from .config_sections import (
+    DeliveryConfig,
+    DkimConfig,
+    WebConfig,
+    parse_delivery,
+    parse_dkim,
+    parse_web,
+)
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -83,6 +91,9 @@ class Settings:
     templates_dir: Path
     secret_keys: tuple[str, ...]
     confirm_max_age_days: int
+    delivery: DeliveryConfig
+    web: WebConfig
+    dkim: DkimConfig
 
     @property
     def sender_domain(self) -> str:
@@ -180,6 +191,9 @@ def load_settings(
         templates_dir=base / root.table("render").text("templates_dir", "templates"),
         secret_keys=_secret_keys(env),
         confirm_max_age_days=root.table("tokens").positive("confirm_max_age_days", int, 7),
+        delivery=parse_delivery(root.table("delivery")),
+        web=parse_web(root.table("web")),
+        dkim=parse_dkim(root.table("dkim"), base, from_address.rpartition("@")[2]),
     )
 
 

@@ -132,6 +132,8 @@ class Issue:
     digest: Digest
     created_at: datetime
     sent_at: datetime | None = None
+    claimed_by: str | None = None
+    claimed_until: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from .models import (
 )
 from .store_engine import upsert
 from .store_issues import insert_issue, load_issue, select_sent_article_ids, update_issue_status
+from .store_ledger import LedgerMixin
 from .store_schema import deliveries, feed_state, issues, subscribers
 from .store_subscribers import (
     change_status,
@@ -42,7 +43,7 @@ from .store_subscribers import (
 PAGE_SIZE = 1000
 
 
-class SqlStore:
+class SqlStore(LedgerMixin):
     """`ports.Store` on an Engine made by `store_engine` (it needs that module's SQLite hooks)."""
 
     def __init__(
@@ -145,16 +146,26 @@ class SqlStore:
 
     # audience and ledger
 
-    def pending_recipients(self, issue_id: int, batch_size: int = 1000) -> Iterator[Subscriber]:
-        """Active subscribers without a ledger row for the issue, re-checked page by page.
+    def pending_recipients(
+        self, issue_id: int, batch_size: int = 1000, retry_due: datetime | None = None
+    ) -> Iterator[Subscriber]:
+        """Active subscribers without an outcome for the issue, re-checked page by page.
 
+        With `retry_due`, DEFERRED rows whose next attempt is due by then count as no outcome.
         A row recorded while iterating (by this run or a concurrent one) drops that subscriber
         from the pages not yet read.
         """
-        in_ledger = sa.exists().where(
+        settled = sa.exists().where(
             deliveries.c.issue_id == issue_id, deliveries.c.subscriber_id == subscribers.c.id
         )
-        where = sa.and_(subscribers.c.status == SubscriberStatus.ACTIVE.value, ~in_ledger)
+        if retry_due is not None:
+            settled = settled.where(
+                sa.or_(
+                    deliveries.c.status != DeliveryStatus.DEFERRED.value,
+                    deliveries.c.next_attempt > retry_due,
+                )
+            )
+        where = sa.and_(subscribers.c.status == SubscriberStatus.ACTIVE.value, ~settled)
         return self._pages(where, batch_size)
 
     def record_outcome(

@@ -58,17 +58,22 @@ def insert_issue(
 
 def load_issue(conn: Connection, where: sa.ColumnElement[bool]) -> Issue | None:
     """The latest issue matching `where`, its digest rebuilt with article ids in digest order."""
-    query = sa.select(issues).where(where).order_by(issues.c.issue_date.desc()).limit(1)
-    row = conn.execute(query).first()
-    if row is None:
-        return None
-    ids_query = (
-        sa.select(issue_articles.c.article_id)
-        .where(issue_articles.c.issue_id == row.id)
-        .order_by(issue_articles.c.position)
-    )
-    article_ids = tuple(conn.scalars(ids_query))
-    return _issue(row, article_ids)
+    found = load_issues(conn, where, 1)
+    return found[0] if found else None
+
+
+def load_issues(conn: Connection, where: sa.ColumnElement[bool], limit: int) -> list[Issue]:
+    """Up to `limit` issues matching `where`, newest date first."""
+    query = sa.select(issues).where(where).order_by(issues.c.issue_date.desc()).limit(limit)
+    found = []
+    for row in conn.execute(query).all():
+        ids_query = (
+            sa.select(issue_articles.c.article_id)
+            .where(issue_articles.c.issue_id == row.id)
+            .order_by(issue_articles.c.position)
+        )
+        found.append(_issue(row, tuple(conn.scalars(ids_query))))
+    return found
 
 
 def _issue(row: sa.Row[Any], article_ids: tuple[str, ...]) -> Issue:
@@ -80,6 +85,7 @@ def _issue(row: sa.Row[Any], article_ids: tuple[str, ...]) -> Issue:
         id=row.id, newsletter=row.newsletter, issue_date=row.issue_date,
         status=IssueStatus(row.status), cutoff=row.cutoff, digest=digest,
         created_at=row.created_at, sent_at=row.sent_at,
+        claimed_by=row.claimed_by, claimed_until=row.claimed_until,
     )
 
 

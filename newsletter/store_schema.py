@@ -77,6 +77,8 @@ subscribers = sa.Table(
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("confirmed_at", UtcDateTime),
     sa.Column("unsubscribed_at", UtcDateTime),
+    # Hard "no such user" refusals so far; at the configured threshold the address is bounced.
+    sa.Column("bounce_count", sa.Integer, nullable=False, server_default="0"),
     # Serves both the audience query (status = active, id > last) and count_by_status.
     sa.Index(None, "status", "id"),
 )
@@ -95,6 +97,9 @@ issues = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("sent_at", UtcDateTime),
+    # The run sending the issue holds a lease it renews; a crashed run's lease runs out.
+    sa.Column("claimed_by", sa.Text),
+    sa.Column("claimed_until", UtcDateTime),
     # One issue per newsletter and day: this is what makes two concurrent runs safe.
     sa.UniqueConstraint("newsletter", "issue_date"),
 )
