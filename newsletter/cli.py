@@ -1,15 +1,17 @@
 """`newsletter` commands: parse flags, load config once, call the pipeline or the store, print.
 
-Exit status (what cron reads): 0 the issue went out (or there was nothing to do), 1 a usage,
-config or input error stopped the run before anything was sent, 3 the issue went out only in
-part (some recipients deferred or failed; the next run retries the deferred ones), 4 nothing went
-out because the mail server refused us.
+Exit status (what cron reads): 0 the issue went out (or there was nothing to do: already sent,
+empty day, another run is sending it), 1 a usage, config or input error stopped the run before
+anything was sent, 3 the issue went out only in part (some recipients deferred or failed; the
+next run retries the deferred ones), 4 nothing went out: the mail server refused us, or the send
+time is further past than the stale guard allows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from datetime import date
 from pathlib import Path
@@ -17,15 +19,16 @@ from pathlib import Path
 from . import delivery_cli, ops_cli, subscribers_cli, web_cli
 from .addresses import normalize_address
 from .config import SECRET_ENV, Settings, load_settings
-from .errors import ConfigError, NewsletterError, ServerRefusedError
+from .errors import ConfigError, NewsletterError, ServerRefusedError, StaleIssueError
 from .models import DeliveryStatus, Digest, RunSummary, SubscriberStatus
 from .pipeline import Run, run_issue, send_test_copy
 from .ports import Store
 from .preview import PREVIEW_READER, write_preview
+from .progress import SendProgress
 from .store import open_store
 from .transport import OutboxTransport, SmtpTransport
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_REFUSED = 0, 1, 3, 4
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_NOT_SENT = 0, 1, 3, 4
 
 
 def _date(value: str) -> date:
@@ -56,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     send.add_argument("--date", type=_date, help="build the issue of this date (YYYY-MM-DD)")
     send.add_argument("--to", metavar="ADDRESS", help="send one test copy to ADDRESS only")
+    send.add_argument(
+        "--force",
+        action="store_true",
+        help="send even if the send time is longer ago than delivery.stale_after_hours",
+    )
     send.set_defaults(handler=cmd_send)
     for module in (subscribers_cli, delivery_cli, web_cli, ops_cli):
         module.add_commands(commands)
@@ -68,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.handler(args)
     except ServerRefusedError as exc:
         print(f"error: the mail server refused us, run stopped: {exc}", file=sys.stderr)
-        return EXIT_REFUSED
+        return EXIT_NOT_SENT
+    except StaleIssueError as exc:
+        print(f"not sent: {exc}", file=sys.stderr)
+        return EXIT_NOT_SENT
     except NewsletterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -81,13 +92,16 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise ConfigError(SECRET_ENV, "(environment)", "must be set to sign unsubscribe links")
     store = open_store(settings.database_url, read_only=args.dry_run or bool(args.to))
     transport = OutboxTransport() if args.dry_run else SmtpTransport(settings.smtp)
-    run = Run(settings, store, transport, dry_run=args.dry_run)
+    run = Run(settings, store, transport, dry_run=args.dry_run, force=args.force)
     try:
         if args.to:
             summary = asyncio.run(send_test_copy(run, normalize_address(args.to), args.date))
             digest = None
         else:
-            summary, digest = asyncio.run(run_issue(run, args.date))
+            total = store.count_by_status()[SubscriberStatus.ACTIVE]
+            with SendProgress(total) as progress:
+                run.on_outcome = progress
+                summary, digest = asyncio.run(_until_signalled(run, args.date))
         if args.dry_run and digest is not None:
             files = _preview(run, store, digest, summary)
             summary.output_files = tuple(str(path) for path in files)
@@ -97,6 +111,19 @@ def cmd_send(args: argparse.Namespace) -> int:
         store.close()
     print(format_summary(settings, summary))
     return exit_status(summary)
+
+
+async def _until_signalled(run: Run, issue_date: date | None) -> tuple[RunSummary, Digest | None]:
+    """SIGTERM/SIGINT stop the send gracefully: in-flight messages finish and are recorded."""
+    run.stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, run.stop_event.set)
+    try:
+        return await run_issue(run, issue_date)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def _preview(run: Run, store: Store, digest: Digest, summary: RunSummary) -> tuple[Path, ...]:

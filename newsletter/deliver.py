@@ -64,6 +64,7 @@ class _Shared:
     policy: DeliveryPolicy
     record: Recorder
     limiter: RateLimiter
+    should_stop: Callable[[], bool] = lambda: False
     connect_failures: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -93,6 +94,8 @@ class _Worker:
     async def run(self, queue: asyncio.Queue[ComposedMessage | None]) -> None:
         try:
             while (item := await queue.get()) is not None:
+                if self.shared.should_stop():
+                    continue  # left without an outcome: the next run sends it
                 outcome = await self.deliver(item)
                 self.shared.counts[outcome.status] = self.shared.counts.get(outcome.status, 0) + 1
                 self.shared.record(item, outcome)
@@ -115,7 +118,9 @@ class _Worker:
             try:
                 return await self.try_once(item, attempt)
             except PermanentDeliveryError as exc:
-                return Outcome(DeliveryStatus.FAILED, str(exc), item.message_id, attempt)
+                return Outcome(
+                    DeliveryStatus.FAILED, str(exc), item.message_id, attempt, code=exc.code
+                )
             except TransientDeliveryError as exc:
                 last = exc
                 if isinstance(exc, (ConnectionLostError, TimeoutError)):
@@ -140,9 +145,14 @@ async def deliver(
     sender: Callable[[ComposedMessage], str],
     policy: DeliveryPolicy,
     record: Recorder,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> dict[str, int]:
-    """Send every message; return counts by outcome. Raises ServerRefusedError to stop early."""
-    shared = _Shared(transport, sender, policy, record, RateLimiter(policy.rate_limit))
+    """Send every message; return counts by outcome. Raises ServerRefusedError to stop early.
+
+    When `should_stop()` turns true (SIGTERM, a lost lease), no new message is taken; those
+    already with a worker finish and are recorded, the rest keep no outcome for the next run.
+    """
+    shared = _Shared(transport, sender, policy, record, RateLimiter(policy.rate_limit), should_stop)
     queue: asyncio.Queue[ComposedMessage | None] = asyncio.Queue(maxsize=policy.connections * 4)
     workers = [_Worker(shared) for _ in range(policy.connections)]
     try:
@@ -150,6 +160,8 @@ async def deliver(
             for worker in workers:
                 group.create_task(worker.run(queue))
             for message in messages:
+                if should_stop():
+                    break
                 await queue.put(message)
             for _ in workers:
                 await queue.put(None)

@@ -54,6 +54,14 @@ class ReadOnlyStoreError(StoreError, PermissionError):
     """A dry run tried to change the store."""
 
 
+class IssueBusyError(NewsletterError):
+    """Another live run holds the issue's lease: this run leaves it alone."""
+
+
+class StaleIssueError(NewsletterError):
+    """The issue's send time is too far past to send without the operator's --force."""
+
+
 class RenderError(NewsletterError):
     """A template failed to render or the result breaks a limit (size, missing footer)."""
 

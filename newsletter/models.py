@@ -145,6 +145,7 @@ class Outcome:
     message_id: str = ""
     attempts: int = 1
     next_attempt: datetime | None = None
+    code: int = 0  # the SMTP reply code of the last answer, 0 if there was none
 
 
 @dataclass(frozen=True)

@@ -2,31 +2,32 @@
 
 The CLI, the scheduler and the tests all call `run_issue`. It is handed its store, transport and
 clock, so a dry run is the same code with an outbox transport and a read-only store.
+
+1. prepare: resume the stored issue of the date, or collect, select and render a new one
+   (once), refusing a stale one unless forced;
+2. claim the issue's lease (one run per issue);
+3. send to every active subscriber without an outcome, recording each reply;
+4. finish: mark the issue sent unless deferred recipients are still due a retry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 
+from . import lease
 from .compose import ComposedMessage, MessageTemplate
 from .config import Settings
 from .deliver import DeliveryPolicy, deliver
-from .errors import StoreError
-from .models import (
-    Digest,
-    Issue,
-    IssueStatus,
-    Outcome,
-    Recipient,
-    RunSummary,
-    SubscriberStatus,
-)
+from .errors import IssueBusyError, StaleIssueError, StoreError
+from .models import Digest, Issue, IssueStatus, Outcome, Recipient, RunSummary
 from .ports import Store, Transport
 from .render import DigestRenderer
 from .selection import issue_cutoff, select_articles
+from .sending import SendPhase, Signer, retry_deadline
 from .tokens import Tokens, unsubscribe_url
 
 Clock = Callable[[], datetime]
@@ -50,7 +51,11 @@ class Run:
     transport: Transport
     clock: Clock = utc_now
     dry_run: bool = False
+    force: bool = False  # send even if the send time is further past than the stale guard
     on_outcome: OutcomeHook | None = None
+    stop_event: asyncio.Event | None = None  # set on SIGTERM: finish in-flight, take no more
+    sign: Signer | None = None  # DKIM, applied to the exact bytes that are sent
+    owner: str = field(default_factory=lease.new_owner)
 
     @cached_property
     def tokens(self) -> Tokens:
@@ -67,6 +72,25 @@ class Run:
             unsubscribe_mailto=f"mailto:{mailto}?subject=unsubscribe%20{token}" if mailto else None,
         )
 
+    def stopping(self) -> bool:
+        return self.stop_event is not None and self.stop_event.is_set()
+
+
+def _check_not_stale(run: Run, issue_date: date) -> None:
+    if run.dry_run or run.force:
+        return
+    cutoff = issue_cutoff(run.settings, issue_date)
+    window = timedelta(hours=run.settings.delivery.stale_after_hours)
+    late = run.clock() - cutoff
+    if late > window:
+        local = cutoff.astimezone(run.settings.timezone)
+        raise StaleIssueError(
+            f"the issue of {issue_date} was due at {local:%Y-%m-%d %H:%M %Z}, "
+            f"{late.total_seconds() / 3600:.1f} h ago, beyond delivery.stale_after_hours "
+            f"({window.total_seconds() / 3600:g} h); nothing sent. "
+            "Run `newsletter send --force` to send it anyway."
+        )
+
 
 async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | None, RunSummary]:
     """Return the stored issue (resume), a new one, or None for an empty day."""
@@ -76,6 +100,7 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
         summary = RunSummary(issue_date=issue_date, dry_run=run.dry_run)
         summary.articles = len(existing.digest.article_ids)
         return existing, summary
+    _check_not_stale(run, issue_date)
     selection = await select_articles(settings, run.store, issue_date, run.clock())
     summary = RunSummary(issue_date=issue_date, dry_run=run.dry_run, feeds=selection.reports)
     articles = selection.articles
@@ -89,7 +114,8 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
     digest = DigestRenderer(settings).render(articles, issue_date)
     if run.dry_run:
         return digest, summary
-    cutoff = issue_cutoff(settings, issue_date)
+    # An issue built before its send time covers only what exists now; the next starts here.
+    cutoff = min(issue_cutoff(settings, issue_date), run.clock())
     try:
         issue = run.store.create_issue(settings.name, issue_date, cutoff, digest, run.clock())
     except StoreError:
@@ -101,17 +127,6 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
     for state in selection.states:
         run.store.save_feed_state(state)
     return issue, summary
-
-
-def _messages(
-    run: Run, template: MessageTemplate, issue: Issue | None
-) -> Iterator[ComposedMessage]:
-    if issue is not None:
-        subscribers = run.store.pending_recipients(issue.id)
-    else:
-        subscribers = run.store.iter_subscribers(SubscriberStatus.ACTIVE)
-    for subscriber in subscribers:
-        yield template.render(run.recipient(subscriber.id, subscriber.email))
 
 
 async def run_issue(run: Run, issue_date: date | None = None) -> tuple[RunSummary, Digest | None]:
@@ -129,45 +144,65 @@ async def run_issue(run: Run, issue_date: date | None = None) -> tuple[RunSummar
         summary.counts = run.store.outcome_counts(issue.id)
         return summary, digest
     template = MessageTemplate.build(digest, settings, issue_date, run.clock())
-    summary.counts = await _send_all(run, template, issue, summary)
-    if issue is not None and not run.dry_run:
-        _finish(run, issue, summary)
+    if issue is None or run.dry_run:
+        summary.counts = await _send(run, _phase(run, template, issue, summary))
+        return summary, digest
+    try:
+        async with lease.held(run.store, issue.id, run.owner, run.clock) as lost:
+            phase = _phase(run, template, issue, summary)
+            await _send(run, phase, lost)
+            _finish(run, issue, summary, lost)
+    except IssueBusyError as busy:
+        summary.note = f"{busy}; this run leaves it alone"
     return summary, digest
 
 
-async def _send_all(
+def _phase(
     run: Run, template: MessageTemplate, issue: Issue | None, summary: RunSummary
-) -> dict[str, int]:
-    policy = DeliveryPolicy(
-        connections=run.settings.smtp.connections, rate_limit=run.settings.smtp.rate_limit
+) -> SendPhase:
+    return SendPhase(
+        settings=run.settings,
+        store=run.store,
+        issue=issue,
+        template=template,
+        recipient=run.recipient,
+        summary=summary,
+        clock=run.clock,
+        record_ledger=not run.dry_run,
+        sign=run.sign,
+        on_outcome=run.on_outcome,
     )
 
-    def record(message: ComposedMessage, outcome: Outcome) -> None:
-        summary.recipients += 1
-        summary.message_bytes = max(summary.message_bytes, len(message.data))
-        if issue is not None and not run.dry_run:
-            run.store.record_outcome(
-                issue.id, message.recipient.subscriber_id, outcome, run.clock()
-            )
-        if run.on_outcome is not None:
-            run.on_outcome(message, outcome)
 
-    sender = run.settings.from_address
+async def _send(run: Run, phase: SendPhase, lost: asyncio.Event | None = None) -> dict[str, int]:
+    smtp = run.settings.smtp
+    policy = DeliveryPolicy(connections=smtp.connections, rate_limit=smtp.rate_limit)
+
+    def should_stop() -> bool:
+        return run.stopping() or (lost is not None and lost.is_set())
+
     return await deliver(
-        _messages(run, template, issue), run.transport, lambda _: sender, policy, record
+        phase.messages(), run.transport, phase.envelope_sender, policy, phase.record, should_stop
     )
 
 
-def _finish(run: Run, issue: Issue, summary: RunSummary) -> None:
+def _finish(run: Run, issue: Issue, summary: RunSummary, lost: asyncio.Event) -> None:
     counts = run.store.outcome_counts(issue.id)
-    if not counts.get("deferred"):
-        run.store.set_issue_status(issue.id, IssueStatus.SENT, run.clock())
     summary.counts = counts
+    if run.stopping() or lost.is_set():
+        summary.note = "stopped before the end; the next run resumes where this one stopped"
+        return
+    deferred = counts.get("deferred", 0)
+    deadline = retry_deadline(run.settings, issue)
+    if deferred and run.clock() < deadline:
+        summary.note = f"{deferred} deferred; runs before {deadline:%Y-%m-%d %H:%M} UTC retry them"
+        return
+    run.store.set_issue_status(issue.id, IssueStatus.SENT, run.clock())
 
 
 async def send_test_copy(run: Run, email: str, issue_date: date | None = None) -> RunSummary:
     """One copy of the issue to one address; no issue is created and nothing is recorded."""
-    run = replace(run, dry_run=True)
+    run = replace(run, dry_run=True, force=True)
     issue_date = issue_date or today(run.settings, run.clock())
     prepared, summary = await prepare_issue(run, issue_date)
     if prepared is None:
@@ -176,6 +211,8 @@ async def send_test_copy(run: Run, email: str, issue_date: date | None = None) -
     template = MessageTemplate.build(digest, run.settings, issue_date, run.clock())
     known = run.store.get_subscriber(email)
     message = template.render(run.recipient(known.id if known else 0, email))
+    if run.sign is not None:
+        message = ComposedMessage(message.recipient, message.message_id, run.sign(message.data))
     policy = DeliveryPolicy(connections=1, attempts=1)
     sender = run.settings.from_address
     summary.counts = await deliver([message], run.transport, lambda _: sender, policy, _ignore)

@@ -6,7 +6,7 @@ The pipeline is handed implementations of these; it never imports SQLAlchemy or 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime
 from typing import Protocol
 
@@ -53,7 +53,16 @@ class Store(Protocol):
     def outcome_counts(self, issue_id: int) -> dict[str, int]: ...
 
     # reliable delivery: one run per issue, bounces, history
-    def claim_issue(self, issue_id: int, owner: str, until: datetime, now: datetime) -> bool: ...
+    def claim_issue(
+        self,
+        issue_id: int,
+        owner: str,
+        until: datetime,
+        now: datetime,
+        steal_from: str | None = None,
+    ) -> bool: ...
+    def get_issue_by_id(self, issue_id: int) -> Issue | None: ...
+    def active_ids(self, subscriber_ids: Sequence[int]) -> set[int]: ...
     def release_issue(self, issue_id: int, owner: str) -> None: ...
     def record_hard_bounce(self, subscriber_id: int, threshold: int, now: datetime) -> bool: ...
     def recent_issues(self, newsletter: str, limit: int = 10) -> list[Issue]: ...

@@ -8,6 +8,7 @@ for an issue exactly one wins, and a crashed run's lease expires by itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .errors import StoreError
 from .models import Issue, SubscriberStatus
-from .store_issues import load_issues
+from .store_issues import load_issue, load_issues
 from .store_schema import issues, subscribers
 from .store_subscribers import change_status
 
@@ -27,12 +28,24 @@ class LedgerMixin:
     def _write(self, operation: str) -> AbstractContextManager[Connection]:
         raise NotImplementedError
 
-    def claim_issue(self, issue_id: int, owner: str, until: datetime, now: datetime) -> bool:
-        """Take or renew the lease on an issue; False if another live run holds it."""
+    def claim_issue(
+        self,
+        issue_id: int,
+        owner: str,
+        until: datetime,
+        now: datetime,
+        steal_from: str | None = None,
+    ) -> bool:
+        """Take or renew the lease on an issue; False if another live run holds it.
+
+        `steal_from` takes over a lease whose holder is known to be dead, but only if that
+        holder still has it (so two runs cannot both take over the same dead lease).
+        """
         free = sa.or_(
             issues.c.claimed_by.is_(None),
             issues.c.claimed_by == owner,
             issues.c.claimed_until < now,
+            issues.c.claimed_by == (steal_from or owner),
         )
         query = (
             sa.update(issues)
@@ -67,6 +80,19 @@ class LedgerMixin:
             if reached and bumped.status != SubscriberStatus.BOUNCED.value:
                 change_status(conn, subscriber_id, SubscriberStatus.BOUNCED, now)
             return reached
+
+    def active_ids(self, subscriber_ids: Sequence[int]) -> set[int]:
+        """Which of these subscribers are active right now (checked just before sending)."""
+        query = sa.select(subscribers.c.id).where(
+            subscribers.c.id.in_(list(subscriber_ids)),
+            subscribers.c.status == SubscriberStatus.ACTIVE.value,
+        )
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
+    def get_issue_by_id(self, issue_id: int) -> Issue | None:
+        with self.engine.connect() as conn:
+            return load_issue(conn, issues.c.id == issue_id)
 
     def recent_issues(self, newsletter: str, limit: int = 10) -> list[Issue]:
         with self.engine.connect() as conn:

@@ -45,7 +45,7 @@ class World:
     ids: dict[str, int]
 
     def send(self, *args: str) -> int:
-        return main(["--config", str(self.config), "send", *args])
+        return main(["--config", str(self.config), "send", "--force", *args])
 
     def received(self) -> list[EmailMessage]:
         parsed = []

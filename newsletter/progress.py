@@ -1,0 +1,80 @@
+"""What an operator watches during a send: a live bar on a terminal, plain lines under cron.
+
+Both are fed by the pipeline's outcome hook, one call per recorded reply, so they show what the
+ledger holds, not what was merely queued.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from types import TracebackType
+from typing import TextIO
+
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+
+from .compose import ComposedMessage
+from .models import Outcome
+
+LOG_EVERY = 10.0  # seconds between plain progress lines
+
+
+class SendProgress:
+    """Use as a context manager; pass the instance as `Run.on_outcome`."""
+
+    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+        self.total = max(total, 0)
+        self.stream = stream or sys.stderr
+        self.counts: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> SendProgress:
+        if self.stream.isatty() and self.total:
+            self.bar = Progress(
+                TextColumn("sending"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[counts]}"),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("send", total=self.total, counts="", rate="")
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return sum(self.counts.values()) / elapsed if elapsed > 0 else 0.0
+
+    def describe(self) -> str:
+        done = sum(self.counts.values())
+        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+        rate = self.rate()
+        left = (self.total - done) / rate if rate and self.total > done else 0.0
+        return f"{done}/{self.total} {counts} {rate:.0f} msg/s, about {left:.0f} s left"
+
+    def __call__(self, message: ComposedMessage, outcome: Outcome) -> None:
+        self.counts[outcome.status.value] += 1
+        if self.bar is not None and self.task is not None:
+            counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
+            rate = f"{self.rate():.0f}/s"
+            self.bar.update(self.task, advance=1, counts=counts, rate=rate)
+            return
+        now = time.monotonic()
+        if now - self.last_line >= LOG_EVERY:
+            self.last_line = now
+            print(f"progress: {self.describe()}", file=self.stream, flush=True)
