@@ -97,11 +97,14 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
     settings = run.settings
     existing = run.store.get_issue(settings.name, issue_date)
     if existing is not None:
-        summary = RunSummary(issue_date=issue_date, dry_run=run.dry_run)
-        summary.articles = len(existing.digest.article_ids)
-        return existing, summary
+        return existing, _resumed(run, existing)
     _check_not_stale(run, issue_date)
     selection = await select_articles(settings, run.store, issue_date, run.clock())
+    # A concurrent run may have created the issue while we fetched; its articles now count as
+    # sent, so without this look we would call the day empty instead of leaving it to that run.
+    existing = run.store.get_issue(settings.name, issue_date)
+    if existing is not None:
+        return existing, _resumed(run, existing)
     summary = RunSummary(issue_date=issue_date, dry_run=run.dry_run, feeds=selection.reports)
     articles = selection.articles
     summary.articles = len(articles)
@@ -127,6 +130,12 @@ async def prepare_issue(run: Run, issue_date: date) -> tuple[Issue | Digest | No
     for state in selection.states:
         run.store.save_feed_state(state)
     return issue, summary
+
+
+def _resumed(run: Run, issue: Issue) -> RunSummary:
+    summary = RunSummary(issue_date=issue.issue_date, dry_run=run.dry_run)
+    summary.articles = len(issue.digest.article_ids)
+    return summary
 
 
 async def run_issue(run: Run, issue_date: date | None = None) -> tuple[RunSummary, Digest | None]:

@@ -22,32 +22,45 @@ class Received:
     data: bytes
 
 
-# A behaviour sees (phase, address) and returns None to accept or an SMTP reply to refuse.
+# A behaviour sees (phase, address) and returns None to accept, an SMTP reply to refuse, DROP
+# to close the connection without a reply, or STALL to never answer (a client timeout).
 Behaviour = Callable[[str, str], str | None]
+DROP = "DROP"
+STALL = "STALL"
 
 
 @dataclass
 class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     behaviour: Behaviour | None = None
+    delay: float = 0.0  # seconds each DATA takes: a slow relay, for crash and overlap tests
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _refusal(self, phase: str, address: str) -> str | None:
-        return self.behaviour(phase, address) if self.behaviour else None
+    async def _refusal(self, server: SMTP, phase: str, address: str) -> str | None:
+        reply = self.behaviour(phase, address) if self.behaviour else None
+        if reply == DROP and isinstance(server.transport, asyncio.Transport):
+            server.transport.abort()
+            return "421 4.4.2 dropped"
+        if reply == STALL:
+            await asyncio.sleep(3600)
+        return reply
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        refusal = self._refusal("rcpt", address)
+        refusal = await self._refusal(server, "rcpt", address)
         if refusal:
             return refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        refusal = self._refusal("data", envelope.rcpt_tos[0] if envelope.rcpt_tos else "")
+        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        refusal = await self._refusal(server, "data", rcpt)
         if refusal:
             return refusal
+        if self.delay:
+            await asyncio.sleep(self.delay)
         content = envelope.original_content or b""
         with self.lock:
             self.messages.append(
@@ -56,10 +69,26 @@ class RecordingHandler:
         return "250 2.0.0 Message accepted for delivery"
 
 
-class SmtpServer:
-    """Start with `with SmtpServer() as server:`; `server.port` is the port the OS picked."""
+class _Busy(asyncio.Protocol):
+    """A server that answers every connection with 421 and hangs up (overloaded relay)."""
 
-    def __init__(self, handler: RecordingHandler | None = None, **smtp_kwargs: Any) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(b"421 4.3.2 sink.test busy, try again later\r\n")
+        transport.close()
+
+
+class SmtpServer:
+    """Start with `with SmtpServer() as server:`; `server.port` is the port the OS picked.
+
+    `busy=True` answers every connection with 421; `smtp_kwargs` go to aiosmtpd's SMTP (for
+    example an authenticator).
+    """
+
+    def __init__(
+        self, handler: RecordingHandler | None = None, *, busy: bool = False, **smtp_kwargs: Any
+    ) -> None:
+        self.busy = busy
         self.handler = handler or RecordingHandler()
         self.smtp_kwargs = smtp_kwargs
         self.loop = asyncio.new_event_loop()
@@ -80,7 +109,9 @@ class SmtpServer:
         return self
 
     async def _start(self) -> None:
-        def factory() -> SMTP:
+        def factory() -> SMTP | _Busy:
+            if self.busy:
+                return _Busy()
             session = SMTP(
                 self.handler, hostname="sink.test", decode_data=False, **self.smtp_kwargs
             )

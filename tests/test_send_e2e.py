@@ -8,77 +8,25 @@ from __future__ import annotations
 import email
 import hashlib
 import re
-import socket
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
-from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.models import SubscriberStatus
-from newsletter.ports import Store
 from newsletter.store import open_store
 from newsletter.tokens import Tokens
 from tests.feedserver import FeedServer
 from tests.smtp_server import SmtpServer
+from tests.world import ISSUE_DATE, SAMPLE, SECRET, World, closed_port, make_config
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = ROOT / "feeds" / "sample-ree-news.xml"
-SECRET = "e2e-secret-key"
-ISSUE_DATE = "2026-11-28"
 ACTIVE = ["alice@example.org", "bob@example.net", "chen.li@example.com"]
 BROKEN_FEED = b"<?xml version='1.0'?><rss><channel><item><title>unterminated"
-
-
-@dataclass
-class World:
-    config: Path
-    feeds: FeedServer
-    smtp: SmtpServer
-    store: Store
-    ids: dict[str, int]
-
-    def send(self, *args: str) -> int:
-        return main(["--config", str(self.config), "send", "--force", *args])
-
-    def received(self) -> list[EmailMessage]:
-        parsed = []
-        for item in self.smtp.messages:
-            message = email.message_from_bytes(item.data, policy=policy.default)
-            assert isinstance(message, EmailMessage)
-            parsed.append(message)
-        return parsed
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def write_config(tmp_path: Path, feeds: FeedServer, smtp_port: int) -> Path:
-    shipped = (ROOT / "config.toml").read_text(encoding="utf-8")
-    text = shipped.replace('url = "feeds/sample-ree-news.xml"', f'url = "{feeds.url("/feed/")}"')
-    text += (
-        f'\n[[feeds]]\nname = "Broken"\nurl = "{feeds.url("/broken.xml")}"\n'
-        f'\n[[feeds]]\nname = "Unreachable"\nurl = "http://127.0.0.1:{closed_port()}/feed"\n'
-    )
-    text = text.replace('host = "localhost"', 'host = "127.0.0.1"')
-    text = text.replace("port = 587", f"port = {smtp_port}").replace(
-        'tls = "starttls"', 'tls = "none"'
-    )
-    text = text.replace("timeout = 20 ", "timeout = 3 ")
-    text = text.replace('dir = "out"', f'dir = "{tmp_path / "out"}"')
-    text = text.replace('templates_dir = "templates"', f'templates_dir = "{ROOT / "templates"}"')
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture
@@ -87,22 +35,20 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     with FeedServer() as feeds, SmtpServer() as smtp:
         feeds.add_file("/feed/", SAMPLE, etag='"sample-1"')
         feeds.add("/broken.xml", BROKEN_FEED)
-        config = write_config(tmp_path, feeds, smtp.port)
+        urls = [
+            ("REE News", feeds.url("/feed/")),
+            ("Broken", feeds.url("/broken.xml")),
+            ("Unreachable", f"http://127.0.0.1:{closed_port()}/feed"),
+        ]
+        config = make_config(tmp_path, urls, smtp.port)
         store = open_store(load_settings(config).database_url)
-        now = datetime.now(UTC)
-        ids = {}
+        world = World(config, feeds, smtp, store)
         for address in ACTIVE:
-            ids[address] = store.add_subscriber(
-                address, status=SubscriberStatus.ACTIVE, source="test", now=now
-            ).id
-        store.add_subscriber(
-            "pending@example.org", status=SubscriberStatus.PENDING, source="t", now=now
-        )
-        gone = store.add_subscriber(
-            "gone@example.org", status=SubscriberStatus.ACTIVE, source="t", now=now
-        )
-        store.set_status(gone.id, SubscriberStatus.UNSUBSCRIBED, now)
-        yield World(config, feeds, smtp, store, ids)
+            world.add(address)
+        world.add("pending@example.org", SubscriberStatus.PENDING)
+        world.add("gone@example.org", SubscriberStatus.UNSUBSCRIBED)
+        yield world
+        store.close()
 
 
 def test_send_delivers_one_correct_copy_to_each_active_subscriber(
