@@ -16,7 +16,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from . import delivery_cli, ops_cli, subscribers_cli, web_cli
+from . import delivery_cli, ops_cli, runtime, subscribers_cli, web_cli
 from .addresses import normalize_address
 from .config import SECRET_ENV, Settings, load_settings
 from .errors import ConfigError, NewsletterError, ServerRefusedError, StaleIssueError
@@ -95,13 +95,13 @@ def cmd_send(args: argparse.Namespace) -> int:
     run = Run(settings, store, transport, dry_run=args.dry_run, force=args.force)
     try:
         if args.to:
-            summary = asyncio.run(send_test_copy(run, normalize_address(args.to), args.date))
+            summary = runtime.run(send_test_copy(run, normalize_address(args.to), args.date))
             digest = None
         else:
             total = store.count_by_status()[SubscriberStatus.ACTIVE]
             with SendProgress(total) as progress:
                 run.on_outcome = progress
-                summary, digest = asyncio.run(_until_signalled(run, args.date))
+                summary, digest = runtime.run(_until_signalled(run, args.date))
         if args.dry_run and digest is not None:
             files = _preview(run, store, digest, summary)
             summary.output_files = tuple(str(path) for path in files)

@@ -9,6 +9,7 @@ it takes the write lock up front and waits on the busy timeout, instead of faili
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from pathlib import Path
@@ -85,6 +86,10 @@ def _install_sqlite_hooks(engine: Engine, *, wal: bool) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # In WAL mode NORMAL still survives a killed process (what resume depends on); only a
+        # power cut or OS crash may lose the last commits. FULL would fsync every ledger row,
+        # which costs ~250 us per message here.
+        cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
         if wal:
             _enable_wal(dbapi_connection)
@@ -133,18 +138,22 @@ def upsert(
     """Insert `values`, or update the row with the same `keys` (only where `where` holds).
 
     One atomic statement (ON CONFLICT ... DO UPDATE, same syntax on both databases), so two
-    writers never race between a failed insert and the update that should follow it.
+    writers never race between a failed insert and the update that should follow it. The
+    statement is built once per shape and the values are bound at execution: building it per
+    call cost ~1 ms, more than sending the message whose outcome it records.
     """
-    changes = {name: value for name, value in values.items() if name not in keys}
-    if conn.dialect.name == "postgresql":
-        pg = postgresql.insert(table).values(values)
-        pg = pg.on_conflict_do_update(
-            index_elements=keys, set_={name: pg.excluded[name] for name in changes}, where=where
-        )
-        conn.execute(pg)
-        return
-    lite = sqlite.insert(table).values(values)
-    lite = lite.on_conflict_do_update(
-        index_elements=keys, set_={name: lite.excluded[name] for name in changes}, where=where
-    )
-    conn.execute(lite)
+    statement = _upsert_statement(conn.dialect.name, table, tuple(values), keys, where)
+    conn.execute(statement, values)
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_statement(
+    dialect: str,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    where: sa.ColumnElement[bool] | None,
+) -> sa.Executable:
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    changes = {name: insert.excluded[name] for name in columns if name not in keys}
+    return insert.on_conflict_do_update(index_elements=keys, set_=changes, where=where)
