@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +25,7 @@ from .errors import (
 from .models import DeliveryStatus, Outcome
 from .ports import Connection, Transport
 
-Recorder = Callable[[ComposedMessage, Outcome], None]
+Recorder = Callable[[ComposedMessage, Outcome], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class _Worker:
                     continue  # left without an outcome: the next run sends it
                 outcome = await self.deliver(item)
                 self.shared.counts[outcome.status] = self.shared.counts.get(outcome.status, 0) + 1
-                self.shared.record(item, outcome)
+                await self.shared.record(item, outcome)  # committed before the next message
         finally:
             await self.drop()
 

@@ -23,6 +23,7 @@ from .compose import ComposedMessage, MessageTemplate
 from .config import Settings
 from .deliver import DeliveryPolicy, deliver
 from .errors import IssueBusyError, StaleIssueError, StoreError
+from .ledger_writer import Rows, ledger_writer
 from .models import Digest, Issue, IssueStatus, Outcome, Recipient, RunSummary
 from .ports import Store, Transport
 from .render import DigestRenderer
@@ -177,7 +178,6 @@ def _phase(
         recipient=run.recipient,
         summary=summary,
         clock=run.clock,
-        record_ledger=not run.dry_run,
         sign=run.sign,
         on_outcome=run.on_outcome,
     )
@@ -190,9 +190,27 @@ async def _send(run: Run, phase: SendPhase, lost: asyncio.Event | None = None) -
     def should_stop() -> bool:
         return run.stopping() or (lost is not None and lost.is_set())
 
-    return await deliver(
-        phase.messages(), run.transport, phase.envelope_sender, policy, phase.record, should_stop
-    )
+    async def go() -> dict[str, int]:
+        return await deliver(
+            phase.messages(),
+            run.transport,
+            phase.envelope_sender,
+            policy,
+            phase.record,
+            should_stop,
+        )
+
+    issue = phase.issue
+    if issue is None or run.dry_run:
+        return await go()
+
+    with run.store.ledger_session(issue.id) as write_rows:
+
+        def write(rows: Rows) -> None:
+            write_rows(rows, run.clock())
+
+        async with ledger_writer(write) as phase.ledger:
+            return await go()
 
 
 def _finish(run: Run, issue: Issue, summary: RunSummary, lost: asyncio.Event) -> None:
@@ -231,5 +249,5 @@ async def send_test_copy(run: Run, email: str, issue_date: date | None = None) -
     return summary
 
 
-def _ignore(message: ComposedMessage, outcome: Outcome) -> None:
+async def _ignore(message: ComposedMessage, outcome: Outcome) -> None:
     return None

@@ -6,7 +6,8 @@ The pipeline is handed implementations of these; it never imports SQLAlchemy or 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Protocol
 
@@ -50,7 +51,15 @@ class Store(Protocol):
     def record_outcome(
         self, issue_id: int, subscriber_id: int, outcome: Outcome, now: datetime
     ) -> None: ...
+    def record_outcomes(
+        self, issue_id: int, rows: Sequence[tuple[int, Outcome]], now: datetime
+    ) -> None: ...
     def outcome_counts(self, issue_id: int) -> dict[str, int]: ...
+    def ledger_session(
+        self, issue_id: int
+    ) -> AbstractContextManager[Callable[[Sequence[tuple[int, Outcome]], datetime], None]]:
+        """A fast writer of ledger rows for the length of one send."""
+        ...
 
     # reliable delivery: one run per issue, bounces, history
     def claim_issue(

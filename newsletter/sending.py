@@ -16,6 +16,7 @@ from itertools import islice
 from .bounces import Verp, is_hard_bounce
 from .compose import ComposedMessage, MessageTemplate
 from .config import Settings
+from .ledger_writer import LedgerWriter
 from .models import (
     DeliveryStatus,
     Issue,
@@ -48,8 +49,8 @@ class SendPhase:
     recipient: RecipientFactory
     summary: RunSummary
     clock: Callable[[], datetime]
-    record_ledger: bool
     sign: Signer | None = None
+    ledger: LedgerWriter | None = None  # None: nothing is recorded (dry run)
     on_outcome: Callable[[ComposedMessage, Outcome], None] | None = None
     verp: Verp | None = field(init=False, default=None)
 
@@ -89,15 +90,15 @@ class SendPhase:
 
     def skip(self, subscriber: Subscriber) -> None:
         outcome = Outcome(DeliveryStatus.SKIPPED, "no longer active at send time", attempts=0)
-        if self.issue is not None and self.record_ledger:
+        if self.issue is not None and self.ledger is not None:
             self.store.record_outcome(self.issue.id, subscriber.id, outcome, self.clock())
 
-    def record(self, message: ComposedMessage, outcome: Outcome) -> None:
+    async def record(self, message: ComposedMessage, outcome: Outcome) -> None:
         self.summary.recipients += 1
         self.summary.message_bytes = max(self.summary.message_bytes, len(message.data))
-        if self.issue is not None and self.record_ledger:
+        if self.issue is not None and self.ledger is not None:
             subscriber_id = message.recipient.subscriber_id
-            self.store.record_outcome(self.issue.id, subscriber_id, outcome, self.clock())
+            await self.ledger.record(subscriber_id, outcome)
             if outcome.status is DeliveryStatus.FAILED and is_hard_bounce(
                 outcome.code, outcome.detail
             ):

@@ -172,18 +172,7 @@ class SqlStore(LedgerMixin):
         self, issue_id: int, subscriber_id: int, outcome: Outcome, now: datetime
     ) -> None:
         """Upsert the ledger row. A SENT row is final: a later report never overwrites it."""
-        values = {
-            "issue_id": issue_id, "subscriber_id": subscriber_id,
-            "status": outcome.status.value, "detail": outcome.detail,
-            "message_id": outcome.message_id, "attempts": outcome.attempts,
-            "next_attempt": outcome.next_attempt, "updated_at": now,
-        }
-        not_sent = deliveries.c.status != DeliveryStatus.SENT.value
-        try:
-            with self._write("record_outcome") as conn:
-                upsert(conn, deliveries, values, ("issue_id", "subscriber_id"), where=not_sent)
-        except sa.exc.IntegrityError as exc:  # the foreign keys: no such issue or subscriber
-            raise StoreError(f"no issue {issue_id} or no subscriber {subscriber_id}") from exc
+        self.record_outcomes(issue_id, [(subscriber_id, outcome)], now)
 
     def outcome_counts(self, issue_id: int) -> dict[str, int]:
         """Ledger rows of the issue by delivery status; statuses with no rows are left out."""
@@ -204,14 +193,20 @@ class SqlStore(LedgerMixin):
         if row is None:
             return None
         return FeedState(
-            url=row.url, etag=row.etag, last_modified=row.last_modified,
-            permanent_url=row.permanent_url, gone=bool(row.gone),
+            url=row.url,
+            etag=row.etag,
+            last_modified=row.last_modified,
+            permanent_url=row.permanent_url,
+            gone=bool(row.gone),
         )
 
     def save_feed_state(self, state: FeedState) -> None:
         values = {
-            "url": state.url, "etag": state.etag, "last_modified": state.last_modified,
-            "permanent_url": state.permanent_url, "gone": state.gone,
+            "url": state.url,
+            "etag": state.etag,
+            "last_modified": state.last_modified,
+            "permanent_url": state.permanent_url,
+            "gone": state.gone,
             "updated_at": datetime.now(UTC),
         }
         with self._write("save_feed_state") as conn:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,18 +143,30 @@ def upsert(
     statement is built once per shape and the values are bound at execution: building it per
     call cost ~1 ms, more than sending the message whose outcome it records.
     """
-    statement = _upsert_statement(conn.dialect.name, table, tuple(values), keys, where)
-    conn.execute(statement, values)
+    upsert_many(conn, table, [values], keys, where=where)
+
+
+def upsert_many(
+    conn: Connection,
+    table: sa.Table,
+    rows: Sequence[dict[str, Any]],
+    keys: tuple[str, ...],
+    *,
+    where: sa.ColumnElement[bool] | None = None,
+) -> None:
+    """`upsert` for several rows of the same columns, as one executemany."""
+    statement = upsert_statement(conn.dialect.name, table, tuple(rows[0]), keys, where)
+    conn.execute(statement, list(rows))
 
 
 @functools.lru_cache(maxsize=64)
-def _upsert_statement(
+def upsert_statement(
     dialect: str,
     table: sa.Table,
     columns: tuple[str, ...],
     keys: tuple[str, ...],
     where: sa.ColumnElement[bool] | None,
-) -> sa.Executable:
+) -> sa.Insert:
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     changes = {name: insert.excluded[name] for name in columns if name not in keys}
     return insert.on_conflict_do_update(index_elements=keys, set_=changes, where=where)

@@ -8,22 +8,46 @@ for an issue exactly one wins, and a crashed run's lease expires by itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .errors import StoreError
-from .models import Issue, SubscriberStatus
+from .errors import ReadOnlyStoreError, StoreError
+from .models import DeliveryStatus, Issue, Outcome, SubscriberStatus
+from .store_engine import upsert_many
 from .store_issues import load_issue, load_issues
-from .store_schema import issues, subscribers
+from .store_schema import deliveries, issues, subscribers
 from .store_subscribers import change_status
+
+LEDGER_KEY = ("issue_id", "subscriber_id")
+# A SENT ledger row is final; one object, so the cached upsert statement is reused.
+NOT_SENT = deliveries.c.status != DeliveryStatus.SENT.value
+
+
+def ledger_values(
+    issue_id: int, subscriber_id: int, outcome: Outcome, now: datetime
+) -> dict[str, object]:
+    return {
+        "issue_id": issue_id,
+        "subscriber_id": subscriber_id,
+        "status": outcome.status.value,
+        "detail": outcome.detail,
+        "message_id": outcome.message_id,
+        "attempts": outcome.attempts,
+        "next_attempt": outcome.next_attempt,
+        "updated_at": now,
+    }
+
+
+LedgerRows = Sequence[tuple[int, Outcome]]
 
 
 class LedgerMixin:
     engine: Engine
+    read_only: bool
 
     def _write(self, operation: str) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -54,6 +78,33 @@ class LedgerMixin:
         )
         with self._write("claim_issue") as conn:
             return conn.execute(query).rowcount == 1
+
+    def record_outcomes(
+        self, issue_id: int, rows: Sequence[tuple[int, Outcome]], now: datetime
+    ) -> None:
+        """Upsert several ledger rows in one transaction (the group commit of a send)."""
+        values = [ledger_values(issue_id, subscriber_id, o, now) for subscriber_id, o in rows]
+        if not values:
+            return
+        try:
+            with self._write("record_outcomes") as conn:
+                upsert_many(conn, deliveries, values, LEDGER_KEY, where=NOT_SENT)
+        except sa.exc.IntegrityError as exc:  # the foreign keys: no such issue or subscriber
+            ids = [subscriber_id for subscriber_id, _ in rows]
+            raise StoreError(f"no issue {issue_id} or no subscriber among {ids}") from exc
+
+    @contextmanager
+    def ledger_session(self, issue_id: int) -> Iterator[Callable[[LedgerRows, datetime], None]]:
+        """A writer of ledger rows for one send, on a connection held for its duration."""
+        from .ledger_sql import LedgerSql  # imports this module: resolved at call time
+
+        if self.read_only:
+            raise ReadOnlyStoreError("ledger_session: the store is open read-only (dry run)")
+        session = LedgerSql(self.engine, issue_id)
+        try:
+            yield session.write
+        finally:
+            session.close()
 
     def release_issue(self, issue_id: int, owner: str) -> None:
         query = (

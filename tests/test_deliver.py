@@ -48,7 +48,7 @@ def run(
 ) -> dict[str, Outcome]:
     outcomes: dict[str, Outcome] = {}
 
-    def record(item: ComposedMessage, outcome: Outcome) -> None:
+    async def record(item: ComposedMessage, outcome: Outcome) -> None:
         assert item.recipient.email not in outcomes, "recorded twice"
         outcomes[item.recipient.email] = outcome
 
@@ -123,6 +123,10 @@ def test_nobody_listening_stops_the_run_with_a_clear_error() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     outcomes: list[Outcome] = []
+
+    async def record(_: ComposedMessage, outcome: Outcome) -> None:
+        outcomes.append(outcome)
+
     policy = DeliveryPolicy(connections=2, attempts=3, backoff=0.01, max_connect_failures=3)
     transport = SmtpTransport(smtp_config(port))
     with pytest.raises(ServerRefusedError, match="connection attempts failed"):
@@ -132,7 +136,7 @@ def test_nobody_listening_stops_the_run_with_a_clear_error() -> None:
                 transport,
                 lambda _: "b@x.org",
                 policy,
-                lambda _, outcome: outcomes.append(outcome),
+                record,
             )
         )
     assert len(outcomes) < 20
