@@ -1,0 +1,161 @@
+"""What comes back: VERP senders, bounce classification, DSNs read from mbox and Maildir."""
+
+from __future__ import annotations
+
+import mailbox
+import re
+from collections.abc import Iterator
+from email.message import EmailMessage, Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+
+import pytest
+
+from newsletter.bounces import Verp, is_hard_bounce, parse_dsn
+from newsletter.cli import main
+from newsletter.config import load_settings
+from newsletter.models import SubscriberStatus
+from newsletter.store import open_store
+from tests.feedserver import FeedServer
+from tests.smtp_server import SmtpServer
+from tests.world import ISSUE_DATE, SAMPLE, SECRET, World, make_config
+
+VERP_DOMAIN = "bounce.ree-news.example.com"
+
+
+def test_verp_round_trip_tamper_and_rotation() -> None:
+    verp = Verp(["old", "new"], VERP_DOMAIN)
+    address = verp.address(4711)
+    assert re.fullmatch(r"bounce\+4711-[0-9a-f]{10}@bounce\.ree-news\.example\.com", address)
+    assert verp.read(address) == 4711
+    assert verp.read(address.replace("4711", "4712")) is None
+    assert Verp(["old"], VERP_DOMAIN).read(Verp(["old"], VERP_DOMAIN).address(5)) == 5
+    assert Verp(["new"], VERP_DOMAIN).read(Verp(["old"], VERP_DOMAIN).address(5)) is None
+    assert verp.read("someone@example.org") is None
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "hard"),
+    [
+        (550, "550 5.1.1 <x@example.org>: Recipient address rejected: User unknown", True),
+        (550, "550 No such user here", True),
+        (553, "553 5.1.3 Bad recipient address syntax", True),
+        (550, "550 5.7.1 Message rejected as spam", False),
+        (554, "554 5.7.515 Access denied, sending domain does not meet requirements", False),
+        (452, "452 4.2.2 Mailbox full", False),
+    ],
+)
+def test_hard_bounce_is_a_dead_mailbox_not_a_policy_refusal(
+    code: int, text: str, hard: bool
+) -> None:
+    assert is_hard_bounce(code, text) is hard
+
+
+def dsn(final_recipient: str, action: str, status: str, to: str) -> Message:
+    """A delivery-status notification as an MTA would write it (RFC 3464)."""
+    report = MIMEMultipart("report", report_type="delivery-status")
+    report["From"] = "MAILER-DAEMON@mx.example.org"
+    report["To"] = to
+    report["Subject"] = "Undelivered Mail Returned to Sender"
+    report.attach(MIMEText("Your message could not be delivered.", "plain"))
+    per_message, per_recipient = Message(), Message()
+    per_message["Reporting-MTA"] = "dns; mx.example.org"
+    per_recipient["Final-Recipient"] = f"rfc822; {final_recipient}"
+    per_recipient["Action"] = action
+    per_recipient["Status"] = status
+    status_part = MIMEBase("message", "delivery-status")
+    status_part.set_payload([per_message, per_recipient])
+    report.attach(status_part)
+    return report
+
+
+def test_parse_dsn_reads_each_recipient_block() -> None:
+    parsed = parse_dsn(_reparse(dsn("Gone@Example.org", "failed", "5.1.1", "bounce+3-x@b.test")))
+    assert len(parsed) == 1
+    only = parsed[0]
+    assert (only.final_recipient, only.action, only.status) == (
+        "Gone@Example.org",
+        "failed",
+        "5.1.1",
+    )
+    assert only.hard and only.verp_to == "bounce+3-x@b.test"
+    assert (
+        parse_dsn(_reparse(dsn("a@example.org", "delayed", "4.4.1", "x@y.test")))[0].hard is False
+    )
+    plain = EmailMessage()
+    plain.set_content("not a report")
+    assert parse_dsn(plain) == []
+
+
+def _reparse(message: Message) -> Message:
+    from email import message_from_bytes
+
+    return message_from_bytes(message.as_bytes())
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    with FeedServer() as feeds, SmtpServer() as smtp:
+        feeds.add_file("/feed/", SAMPLE)
+        config = make_config(
+            tmp_path,
+            [("REE News", feeds.url("/feed/"))],
+            smtp.port,
+            replace={'verp_domain = ""': f'verp_domain = "{VERP_DOMAIN}"'},
+        )
+        store = open_store(load_settings(config).database_url)
+        world = World(config, feeds, smtp, store)
+        for address in ("ann@example.org", "bob@example.org", "cy@example.org"):
+            world.add(address)
+        yield world
+        store.close()
+
+
+def test_send_uses_a_verp_sender_per_recipient(world: World) -> None:
+    assert world.send("--date", ISSUE_DATE) == 0
+    verp = Verp([SECRET], VERP_DOMAIN)
+    for received in world.smtp.messages:
+        assert "Return-Path" not in received.data.decode()
+        assert verp.read(received.mail_from) == world.ids[received.rcpt_tos[0]]
+
+
+@pytest.mark.parametrize("kind", ["mbox", "maildir"])
+def test_bounces_command_marks_hard_bounces_found_by_verp_or_address(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    verp = Verp([SECRET], VERP_DOMAIN)
+    notices = [
+        dsn("ann@example.org", "failed", "5.1.1", "daily@ree-news.example.com"),
+        dsn(
+            "rewritten@relay.example", "failed", "5.1.1", verp.address(world.ids["bob@example.org"])
+        ),
+        dsn("cy@example.org", "delayed", "4.4.1", "daily@ree-news.example.com"),
+        dsn("stranger@example.org", "failed", "5.1.1", "daily@ree-news.example.com"),
+    ]
+    path = tmp_path / kind
+    box: mailbox.Mailbox[mailbox.Message]
+    box = mailbox.mbox(path) if kind == "mbox" else mailbox.Maildir(path)
+    for notice in notices:
+        box.add(notice)
+    box.close()
+    assert main(["--config", str(world.config), "bounces", str(path)]) == 0
+    assert "bounced=2, counted=0, ignored=1, unknown=1" in capsys.readouterr().out
+    assert world.status_of("ann@example.org") is SubscriberStatus.BOUNCED
+    assert world.status_of("bob@example.org") is SubscriberStatus.BOUNCED
+    assert world.status_of("cy@example.org") is SubscriberStatus.ACTIVE
+
+
+def test_status_lists_recent_issues_with_counts(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--config", str(world.config), "status"]) == 0
+    assert "no issues yet" in capsys.readouterr().out
+    assert world.send("--date", ISSUE_DATE) == 0
+    capsys.readouterr()
+    assert main(["--config", str(world.config), "status"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^{ISSUE_DATE}\s+sent\s+sent \S+ \S+ UTC\s+sent=3$", out, re.M)
+    assert "subscribers: pending=0, active=3" in out
