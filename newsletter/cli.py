@@ -1,10 +1,6 @@
 """`newsletter` commands: parse flags, load config once, call the pipeline or the store, print.
 
-Exit status (what cron reads): 0 the issue went out (or there was nothing to do: already sent,
-empty day, another run is sending it), 1 a usage, config or input error stopped the run before
-anything was sent, 3 the issue went out only in part (some recipients deferred or failed; the
-next run retries the deferred ones), 4 nothing went out: the mail server refused us, or the send
-time is further past than the stale guard allows.
+The exit statuses are documented in `report.py` (and the README).
 """
 
 from __future__ import annotations
@@ -13,6 +9,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -20,15 +17,14 @@ from . import delivery_cli, ops_cli, runtime, subscribers_cli, web_cli
 from .addresses import normalize_address
 from .config import SECRET_ENV, Settings, load_settings
 from .errors import ConfigError, NewsletterError, ServerRefusedError, StaleIssueError
-from .models import DeliveryStatus, Digest, RunSummary, SubscriberStatus
+from .models import Digest, RunSummary, SubscriberStatus
 from .pipeline import Run, run_issue, send_test_copy
 from .ports import Store
 from .preview import PREVIEW_READER, write_preview
 from .progress import SendProgress
+from .report import EXIT_ERROR, EXIT_NOT_SENT, exit_status, format_summary
 from .store import open_store
 from .transport import OutboxTransport, SmtpTransport
-
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_NOT_SENT = 0, 1, 3, 4
 
 
 def _date(value: str) -> date:
@@ -92,7 +88,9 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise ConfigError(SECRET_ENV, "(environment)", "must be set to sign unsubscribe links")
     store = open_store(settings.database_url, read_only=args.dry_run or bool(args.to))
     transport = OutboxTransport() if args.dry_run else SmtpTransport(settings.smtp)
+    signer = _signer(settings)
     run = Run(settings, store, transport, dry_run=args.dry_run, force=args.force)
+    run.sign = signer
     try:
         if args.to:
             summary = runtime.run(send_test_copy(run, normalize_address(args.to), args.date))
@@ -113,6 +111,16 @@ def cmd_send(args: argparse.Namespace) -> int:
     return exit_status(summary)
 
 
+def _signer(settings: Settings) -> Callable[[bytes], bytes] | None:
+    """The DKIM signer, keys read once; dkimpy is only imported when [dkim] asks for it."""
+    if not (settings.dkim.selector or settings.dkim.ed25519_selector):
+        return None
+    from .dkim_sign import DkimSigner
+
+    signer = DkimSigner.from_config(settings.dkim)
+    return signer.sign if signer else None
+
+
 async def _until_signalled(run: Run, issue_date: date | None) -> tuple[RunSummary, Digest | None]:
     """SIGTERM/SIGINT stop the send gracefully: in-flight messages finish and are recorded."""
     run.stop_event = asyncio.Event()
@@ -130,34 +138,3 @@ def _preview(run: Run, store: Store, digest: Digest, summary: RunSummary) -> tup
     first = next(store.iter_subscribers(SubscriberStatus.ACTIVE), None)
     reader = run.recipient(first.id, first.email) if first else run.recipient(0, PREVIEW_READER)
     return write_preview(run.settings, digest, reader, summary.issue_date, run.clock())
-
-
-def exit_status(summary: RunSummary) -> int:
-    counts = summary.counts
-    if counts.get(DeliveryStatus.DEFERRED) or counts.get(DeliveryStatus.FAILED):
-        return EXIT_PARTIAL
-    return EXIT_OK
-
-
-def format_summary(settings: Settings, summary: RunSummary) -> str:
-    mode = " (dry run: nothing sent, nothing stored)" if summary.dry_run else ""
-    lines = [f"{settings.name}: issue of {summary.issue_date}{mode}"]
-    for report in summary.feeds:
-        if report.ok:
-            state = "not modified" if report.not_modified else f"{report.articles} entries"
-            note = f" ({report.note})" if report.note else ""
-            lines.append(f"  feed ok      {report.name}: {state}{note}")
-        else:
-            lines.append(f"  feed FAILED  {report.name}: {report.error} (skipped)")
-    lines.append(f"articles: {summary.articles}")
-    lines.append(f"recipients: {summary.recipients}")
-    if summary.message_bytes:
-        lines.append(f"message size: {summary.message_bytes:,} bytes")
-    if summary.counts:
-        lines.append(
-            "outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(summary.counts.items()))
-        )
-    lines.extend(f"wrote: {path}" for path in summary.output_files)
-    if summary.note:
-        lines.append(summary.note)
-    return "\n".join(lines)

@@ -178,3 +178,44 @@ def test_feed_validators_are_kept_only_when_nothing_waits_past_the_cutoff(world:
 def redate(path: Path, when: str) -> bytes:
     text = path.read_text(encoding="utf-8")
     return re.sub(r"<pubDate>[^<]+</pubDate>", f"<pubDate>{when}</pubDate>", text).encode()
+
+
+def test_send_signs_every_message_with_dkim_on_the_bytes_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dkim
+
+    from newsletter.dkim_sign import RSA, generate_key
+
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    key = generate_key("ree2026", RSA, tmp_path / "keys" / "ree2026.pem")
+    swaps = {
+        '\nselector = ""': '\nselector = "ree2026"',
+        '\nprivate_key = ""': '\nprivate_key = "keys/ree2026.pem"',
+    }
+    with FeedServer() as feeds, SmtpServer() as smtp:
+        feeds.add_file("/feed/", SAMPLE)
+        config = make_config(
+            tmp_path, [("REE News", feeds.url("/feed/"))], smtp.port, replace=swaps
+        )
+        store = open_store(load_settings(config).database_url)
+        world = World(config, feeds, smtp, store)
+        world.add("ann@example.org")
+        world.add("bob@example.org")
+        assert world.send("--date", ISSUE_DATE) == 0
+        store.close()
+    published = key.txt_record().encode()
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"ree2026._domainkey.ree-news.example.com."
+        return published
+
+    assert len(smtp.messages) == 2
+    for received in smtp.messages:
+        assert received.data.startswith(b"DKIM-Signature:")
+        assert dkim.verify(received.data, dnsfunc=dns)
+        tampered = received.data.replace(
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+            b"List-Unsubscribe-Post: List-Unsubscribe=Two-Click",
+        )
+        assert not dkim.verify(tampered, dnsfunc=dns)
