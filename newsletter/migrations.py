@@ -26,12 +26,14 @@ from sqlalchemy.engine import Connection, Engine
 from .errors import StoreError
 from .store_engine import writer
 from .store_schema import (
+    consents,
     deliveries,
     feed_state,
     issue_articles,
     issues,
     schema_version,
     subscribers,
+    suppressions,
 )
 
 Migration = Callable[[Connection], None]
@@ -46,7 +48,13 @@ def _v1_initial(conn: Connection) -> None:
         table.create(conn)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_subscriptions(conn: Connection) -> None:
+    """Consent records of double opt-in, and the keyed hashes of erased addresses."""
+    for table in (consents, suppressions):
+        table.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_subscriptions)
 LATEST = len(MIGRATIONS)
 
 

@@ -28,6 +28,7 @@ from .models import (
     Subscriber,
     SubscriberStatus,
 )
+from .store_consent import ConsentMixin
 from .store_engine import upsert
 from .store_issues import insert_issue, load_issue, select_sent_article_ids, update_issue_status
 from .store_ledger import LedgerMixin
@@ -43,7 +44,7 @@ from .store_subscribers import (
 PAGE_SIZE = 1000
 
 
-class SqlStore(LedgerMixin):
+class SqlStore(LedgerMixin, ConsentMixin):
     """`ports.Store` on an Engine made by `store_engine` (it needs that module's SQLite hooks)."""
 
     def __init__(

@@ -22,7 +22,11 @@ ID_CHUNK = 500
 
 
 def insert_issue(
-    conn: Connection, newsletter: str, issue_date: date, cutoff: datetime, digest: Digest,
+    conn: Connection,
+    newsletter: str,
+    issue_date: date,
+    cutoff: datetime,
+    digest: Digest,
     now: datetime,
 ) -> int:
     """Insert the issue and its article rows; return the new id.
@@ -32,9 +36,15 @@ def insert_issue(
     already sent in an earlier one.
     """
     values = {
-        "newsletter": newsletter, "issue_date": issue_date, "status": IssueStatus.SENDING.value,
-        "cutoff": cutoff, "subject": digest.subject, "preheader": digest.preheader,
-        "html": digest.html, "text": digest.text, "created_at": now,
+        "newsletter": newsletter,
+        "issue_date": issue_date,
+        "status": IssueStatus.SENDING.value,
+        "cutoff": cutoff,
+        "subject": digest.subject,
+        "preheader": digest.preheader,
+        "html": digest.html,
+        "text": digest.text,
+        "created_at": now,
     }
     try:
         key = conn.execute(sa.insert(issues).values(values)).inserted_primary_key
@@ -78,14 +88,23 @@ def load_issues(conn: Connection, where: sa.ColumnElement[bool], limit: int) -> 
 
 def _issue(row: sa.Row[Any], article_ids: tuple[str, ...]) -> Issue:
     digest = Digest(
-        subject=row.subject, preheader=row.preheader, html=row.html, text=row.text,
+        subject=row.subject,
+        preheader=row.preheader,
+        html=row.html,
+        text=row.text,
         article_ids=article_ids,
     )
     return Issue(
-        id=row.id, newsletter=row.newsletter, issue_date=row.issue_date,
-        status=IssueStatus(row.status), cutoff=row.cutoff, digest=digest,
-        created_at=row.created_at, sent_at=row.sent_at,
-        claimed_by=row.claimed_by, claimed_until=row.claimed_until,
+        id=row.id,
+        newsletter=row.newsletter,
+        issue_date=row.issue_date,
+        status=IssueStatus(row.status),
+        cutoff=row.cutoff,
+        digest=digest,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+        claimed_by=row.claimed_by,
+        claimed_until=row.claimed_until,
     )
 
 

@@ -145,3 +145,44 @@ feed_state = sa.Table(
     sa.Column("gone", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# Proof of consent (email standards G.40): one row per confirmation mail sent. The request half
+# is written when the mail goes out; the confirmation half when the reader presses the button.
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey(subscribers.c.id, ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("consent_version", sa.String(64), nullable=False),
+    # Which form ("subscribe-page", "embed", "cli", ...) and the page it was on, if known.
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("page_url", sa.Text, nullable=False, server_default=""),
+    sa.Column("requested_at", UtcDateTime, nullable=False),
+    sa.Column("request_ip", sa.String(64), nullable=False, server_default=""),
+    sa.Column("request_user_agent", sa.Text, nullable=False, server_default=""),
+    # SHA-256 of the exact bytes of the confirmation mail, and its Message-ID.
+    sa.Column("mail_sha256", sa.String(64), nullable=False),
+    sa.Column("mail_message_id", sa.Text, nullable=False),
+    sa.Column("confirmed_at", UtcDateTime),
+    sa.Column("confirm_ip", sa.String(64)),
+    sa.Column("confirm_user_agent", sa.Text),
+    # Set on requests left open when a newer one was confirmed: they can no longer confirm.
+    sa.Column("closed_at", UtcDateTime),
+    # Serves the per-address limits (recent requests) and the newest open request.
+    sa.Index(None, "subscriber_id", "requested_at"),
+)
+
+# Erased addresses: only a keyed hash (HMAC-SHA256 under the signing key) stays, so the address
+# can be recognised and refused again without being stored.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("address_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)

@@ -23,8 +23,12 @@ def subscriber_row(conn: Connection, where: sa.ColumnElement[bool]) -> sa.Row[An
 
 def to_subscriber(row: sa.Row[Any]) -> Subscriber:
     return Subscriber(
-        id=row.id, email=row.email, status=SubscriberStatus(row.status),
-        created_at=row.created_at, updated_at=row.updated_at, source=row.source,
+        id=row.id,
+        email=row.email,
+        status=SubscriberStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        source=row.source,
     )
 
 
@@ -45,8 +49,12 @@ def insert_subscriber(
     (PostgreSQL only: on SQLite, BEGIN IMMEDIATE already serializes writers).
     """
     values = {
-        "email": email, "status": status.value, "source": source,
-        "created_at": now, "updated_at": now, **_lifecycle_stamps(status, now),
+        "email": email,
+        "status": status.value,
+        "source": source,
+        "created_at": now,
+        "updated_at": now,
+        **_lifecycle_stamps(status, now),
     }
     try:
         with conn.begin_nested():

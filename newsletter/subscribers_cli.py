@@ -1,33 +1,47 @@
 """`newsletter subscribers ...`: the operator's view of the list.
 
 Every address goes through `normalize_address`, so the CLI refuses exactly what the web form
-refuses, with the validator's reason. Imports never revive an unsubscribed or bounced address.
+refuses, with the validator's reason. The changes go through `subscriptions.Subscriptions`, the
+same rules the web app follows: `add` without `--active` is a sign-up (pending address plus a
+confirmation mail, under the per-address limits); imports never revive an unsubscribed, bounced
+or erased address. Commands that check or write the erased list need NEWSLETTER_SECRET_KEY: the
+list holds keyed hashes, and a wrong key would silently match nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
+import json
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .addresses import normalize_address
-from .config import load_settings
-from .errors import AddressError, SuppressedAddressError
+from .config import SECRET_ENV, load_settings
+from .errors import AddressError, ConfigError, SuppressedAddressError
 from .models import SubscriberStatus
 from .ports import Store
 from .store import open_store
+from .subscriptions import SignupOutcome, SignupRequest, Subscriptions, Visitor
+from .transport import SmtpTransport
+
+CLI_AGENT = "newsletter-cli"
 
 
 def add_commands(commands: Any) -> None:
     """Register the `subscribers` command group on the top-level subparsers."""
-    group = commands.add_parser("subscribers", help="add, import, list and count subscribers")
+    group = commands.add_parser(
+        "subscribers", help="add, import, list, count, export and erase subscribers"
+    )
     sub = group.add_subparsers(dest="subcommand", required=True, metavar="SUBCOMMAND")
-    add = sub.add_parser("add", help="add one address (pending unless --active)")
+    add = sub.add_parser(
+        "add", help="sign up one address: pending, and a confirmation mail (unless --active)"
+    )
     add.add_argument("address")
     _active_flag(add)
     add.set_defaults(handler=cmd_add)
@@ -42,6 +56,16 @@ def add_commands(commands: Any) -> None:
     lst.set_defaults(handler=cmd_list)
     counts = sub.add_parser("counts", help="number of subscribers by status")
     counts.set_defaults(handler=cmd_counts)
+    export = sub.add_parser(
+        "export", help="print everything stored about an address as JSON (consent included)"
+    )
+    export.add_argument("address")
+    export.set_defaults(handler=cmd_export)
+    erase = sub.add_parser(
+        "erase", help="delete an address's data, keeping a keyed hash so it is never mailed again"
+    )
+    erase.add_argument("address")
+    erase.set_defaults(handler=cmd_erase)
 
 
 def _active_flag(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +77,26 @@ def _active_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="cli", help="where the consent came from (recorded)")
 
 
-def _store(args: argparse.Namespace) -> Store:
-    return open_store(load_settings(args.config).database_url)
+@contextmanager
+def _store(args: argparse.Namespace) -> Iterator[Store]:
+    store = open_store(load_settings(args.config).database_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@contextmanager
+def _service(args: argparse.Namespace) -> Iterator[Subscriptions]:
+    """The subscription rules on the configured store, closed again afterwards."""
+    settings = load_settings(args.config)
+    if not settings.secret_key_is_set:
+        raise ConfigError(SECRET_ENV, "(environment)", "must be set: it keys the erased list")
+    store = open_store(settings.database_url)
+    try:
+        yield Subscriptions(settings, store, SmtpTransport(settings.smtp))
+    finally:
+        store.close()
 
 
 def _status(args: argparse.Namespace) -> SubscriberStatus:
@@ -62,13 +104,18 @@ def _status(args: argparse.Namespace) -> SubscriberStatus:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    store = _store(args)
-    email = normalize_address(args.address)
-    subscriber = store.add_subscriber(
-        email, status=_status(args), source=args.source, now=datetime.now(UTC)
-    )
-    print(f"{subscriber.email}: {subscriber.status}")
-    return 0
+    with _service(args) as service:
+        if args.active:
+            added = service.add_without_confirmation(args.address, _status(args), args.source)
+            print(f"{added.email}: {added.status}")
+            return 0
+        request = SignupRequest(args.address, args.source, Visitor(user_agent=CLI_AGENT))
+        signup = service.sign_up(request)
+        if signup.mail is not None:
+            asyncio.run(service.send(signup.mail))
+    subscriber = signup.subscriber
+    print(f"{subscriber.email}: {subscriber.status}; {signup.outcome}")
+    return 0 if signup.outcome in (SignupOutcome.SENT, SignupOutcome.ALREADY_ACTIVE) else 1
 
 
 def read_addresses(path: Path) -> Iterator[tuple[int, str]]:
@@ -88,22 +135,10 @@ def read_addresses(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    store = _store(args)
     tally: Counter[str] = Counter()
-    now = datetime.now(UTC)
-    for number, raw in read_addresses(args.file):
-        try:
-            email = normalize_address(raw)
-            before = store.get_subscriber(email)
-            after = store.add_subscriber(email, status=_status(args), source=args.source, now=now)
-        except SuppressedAddressError as exc:
-            tally["suppressed"] += 1
-            print(f"{args.file}:{number}: kept suppressed: {exc.reason}", file=sys.stderr)
-        except AddressError as exc:
-            tally["refused"] += 1
-            print(f"{args.file}:{number}: refused {raw!r}: {exc.reason}", file=sys.stderr)
-        else:
-            tally["added" if before is None else "unchanged" if before == after else "updated"] += 1
+    with _service(args) as service:
+        for number, raw in read_addresses(args.file):
+            tally[_import_one(service, args, number, raw)] += 1
     print(
         ", ".join(
             f"{key}={tally[key]}"
@@ -113,15 +148,51 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_one(service: Subscriptions, args: argparse.Namespace, number: int, raw: str) -> str:
+    """Add one line's address; return what happened to it, reporting refusals on stderr."""
+    try:
+        email = normalize_address(raw)
+        before = service.store.get_subscriber(email)
+        after = service.add_without_confirmation(email, _status(args), args.source)
+    except SuppressedAddressError as exc:
+        print(f"{args.file}:{number}: kept suppressed: {exc.reason}", file=sys.stderr)
+        return "suppressed"
+    except AddressError as exc:
+        print(f"{args.file}:{number}: refused {raw!r}: {exc.reason}", file=sys.stderr)
+        return "refused"
+    return "added" if before is None else "unchanged" if before == after else "updated"
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     status = SubscriberStatus(args.status) if args.status else None
-    for subscriber in _store(args).iter_subscribers(status):
-        print(f"{subscriber.email}\t{subscriber.status}\t{subscriber.created_at:%Y-%m-%d}")
+    with _store(args) as store:
+        for subscriber in store.iter_subscribers(status):
+            print(f"{subscriber.email}\t{subscriber.status}\t{subscriber.created_at:%Y-%m-%d}")
     return 0
 
 
 def cmd_counts(args: argparse.Namespace) -> int:
-    counts = _store(args).count_by_status()
+    with _store(args) as store:
+        counts = store.count_by_status()
     for status in SubscriberStatus:
         print(f"{status.value:<13}{counts.get(status, 0)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    with _service(args) as service:
+        data = service.export(args.address)
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    with _service(args) as service:
+        erased = service.erase(args.address)
+    found = "erased" if erased["subscriber"] else "not on the list"
+    print(
+        f"{args.address.strip()}: {found} (consent records: {erased['consents']}, "
+        f"delivery records: {erased['deliveries']}); its keyed hash stays on the erased list, "
+        "so it is never mailed again"
+    )
     return 0

@@ -1,7 +1,12 @@
-"""Operators' subscriber commands against a real SQLite store in a temporary folder."""
+"""Operators' subscriber commands against a real SQLite store in a temporary folder.
+
+Confirmation mails go to a real aiosmtpd server (`add` without `--active` is a sign-up).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,19 +16,22 @@ from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.models import SubscriberStatus
 from newsletter.store import open_store
+from tests.smtp_server import SmtpServer
+from tests.test_web import write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
-    text = (ROOT / "config.toml").read_text(encoding="utf-8")
-    text = text.replace(
-        'url = "sqlite:///subscribers/subscribers.db"', f'url = "sqlite:///{tmp_path / "s.db"}"'
-    )
-    path = tmp_path / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def config(tmp_path: Path, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", "cli-test-key")
+    return write_config(tmp_path, smtp.port)
 
 
 def cli(config: Path, *args: str) -> int:
@@ -39,14 +47,56 @@ def status_of(config: Path, email: str) -> SubscriberStatus | None:
         store.close()
 
 
-def test_add_normalizes_and_defaults_to_pending(
-    config: Path, capsys: pytest.CaptureFixture[str]
+def test_add_normalizes_signs_up_and_sends_one_confirmation(
+    config: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli(config, "add", "  Reader@EXAMPLE.org ") == 0
     assert status_of(config, "reader@example.org") is SubscriberStatus.PENDING
+    assert "reader@example.org: pending; confirmation sent" in capsys.readouterr().out
+    [mail] = smtp.messages
+    assert mail.rcpt_tos == ("reader@example.org",) and b"/confirm/" in mail.data
+    assert cli(config, "add", "reader@example.org") == 1  # asked again at once: nothing sent
+    assert "a confirmation went out minutes ago; nothing sent" in capsys.readouterr().out
+    assert len(smtp.messages) == 1
     assert cli(config, "add", "--active", "READER@example.org") == 0
     assert status_of(config, "reader@example.org") is SubscriberStatus.ACTIVE
     assert "reader@example.org: active" in capsys.readouterr().out
+
+
+def test_commands_that_touch_the_erased_list_need_the_secret_key(
+    config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
+    for args in (("add", "a@example.org"), ("erase", "a@example.org"), ("export", "a@example.org")):
+        assert cli(config, *args) == 1
+        assert "NEWSLETTER_SECRET_KEY" in capsys.readouterr().err
+
+
+def test_export_then_erase_and_the_address_stays_refused(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(config, "add", "ann@example.org") == 0
+    capsys.readouterr()
+    assert cli(config, "export", "ANN@example.org") == 0
+    exported = json.loads(capsys.readouterr().out)
+    assert exported["address"] == "ann@example.org"
+    assert exported["subscriber"]["status"] == "pending"
+    [consent] = exported["consents"]
+    assert consent["source"] == "cli" and consent["request_user_agent"] == "newsletter-cli"
+    assert len(consent["mail_sha256"]) == 64 and exported["on_erased_list"] is False
+    assert cli(config, "erase", "ann@example.org") == 0
+    out = capsys.readouterr().out
+    assert "ann@example.org: erased (consent records: 1, delivery records: 0)" in out
+    assert status_of(config, "ann@example.org") is None
+    source = tmp_path / "again.txt"
+    source.write_text("ann@example.org\n", encoding="utf-8")
+    assert cli(config, "import", "--active", str(source)) == 0
+    captured = capsys.readouterr()
+    assert "suppressed=1" in captured.out and "erased on request" in captured.err
+    assert status_of(config, "ann@example.org") is None
+    assert cli(config, "export", "ann@example.org") == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["subscriber"] is None and after["on_erased_list"] is True
 
 
 @pytest.mark.parametrize(
