@@ -46,6 +46,7 @@ from .ports import Store, Transport
 from .progress import SendProgress
 from .selection import issue_cutoff
 from .sending import Signer, retry_deadline
+from .web_server import uvicorn_config
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -227,7 +228,6 @@ class DailyScheduler:
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SHUTDOWN_GRACE = 20.0  # seconds for messages in flight after SIGTERM; a stalled relay is cut off
-WEB_SHUTDOWN_GRACE = 5  # seconds uvicorn waits for open requests
 
 
 @contextlib.contextmanager
@@ -286,11 +286,7 @@ def web_app(settings: Settings, store: WebStore, transport: Transport, clock: Cl
 
 
 async def _start_web(settings: Settings, app: ASGIApp) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    # As `newsletter serve` runs it: client IPs (rate limits, consent) from a local proxy.
-    config = uvicorn.Config(
-        app, host=settings.web.host, port=settings.web.port, log_config=None,
-        proxy_headers=True, server_header=False, timeout_graceful_shutdown=WEB_SHUTDOWN_GRACE,
-    )  # fmt: skip
+    config = uvicorn_config(settings, app, log_config=None)  # as `newsletter serve` runs it
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():

@@ -1,8 +1,6 @@
 """`newsletter serve`: the subscription web app (subscribe, confirm, unsubscribe, archive).
 
-Behind a reverse proxy, uvicorn's proxy headers decide the client IP used for rate limits and
-consent records: X-Forwarded-For is trusted only from the addresses in FORWARDED_ALLOW_IPS
-(uvicorn's default: 127.0.0.1), so a proxy on the same host works as is.
+Behind a reverse proxy see `web_server.py` for which client IP is used.
 """
 
 from __future__ import annotations
@@ -13,12 +11,9 @@ import threading
 from types import FrameType
 from typing import Any
 
-import uvicorn
-
 from .config import load_settings
 from .store import open_store
 from .transport import SmtpTransport
-from .web import create_app
 
 
 def add_commands(commands: Any) -> None:
@@ -35,18 +30,16 @@ def add_commands(commands: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn  # the web stack is imported only by the commands that serve it
+
+    from .web import create_app
+    from .web_server import uvicorn_config
+
     settings = load_settings(args.config)
     store = open_store(settings.database_url)
     try:
         app = create_app(settings, store, SmtpTransport(settings.smtp))
-        config = uvicorn.Config(
-            app,
-            host=args.host or settings.web.host,
-            port=settings.web.port if args.port is None else args.port,
-            proxy_headers=True,
-            server_header=False,
-            log_level="info",
-        )
+        config = uvicorn_config(settings, app, args.host, args.port, log_level="info")
         _exit_quietly_on_stop_signals()
         uvicorn.Server(config).run()
     finally:
