@@ -143,6 +143,8 @@ async def run_issue(run: Run, issue_date: date | None = None) -> tuple[RunSummar
     """Collect, select, render once, then send to every active subscriber without an outcome."""
     settings = run.settings
     issue_date = issue_date or today(settings, run.clock())
+    if not run.dry_run:
+        close_overdue(run)
     prepared, summary = await prepare_issue(run, issue_date)
     if prepared is None:
         return summary, None
@@ -165,6 +167,20 @@ async def run_issue(run: Run, issue_date: date | None = None) -> tuple[RunSummar
     except IssueBusyError as busy:
         summary.note = f"{busy}; this run leaves it alone"
     return summary, digest
+
+
+def close_overdue(run: Run) -> None:
+    """Mark earlier issues sent once their retry deadline has passed and no run holds them.
+
+    Their deferred readers stay `deferred` in the ledger (the final word for that issue); without
+    this an issue still retrying at its deadline would stay `sending` for good.
+    """
+    now = run.clock()
+    for issue in run.store.recent_issues(run.settings.name, 7):
+        held = issue.claimed_until is not None and issue.claimed_until > now
+        overdue = now >= retry_deadline(run.settings, issue)
+        if issue.status is IssueStatus.SENDING and overdue and not held:
+            run.store.set_issue_status(issue.id, IssueStatus.SENT, now)
 
 
 def _phase(
