@@ -11,8 +11,8 @@ Why this shape (email standards E.24-E.29):
 - RSA-SHA256 with a key of at least 2048 bits always (RFC 8301); Ed25519 only in addition, under
   its own selector (RFC 8463), because not every receiver verifies it.
 - Keys are read and checked once per run (`DkimSigner.from_config`). dkimpy still parses the key
-  and the message on each call; its API has no way around that, and next to the RSA operation
-  itself (pure Python in dkimpy) it is small: see bench/dkim_cost.py.
+  and the message on each call; its API has no way around that. Its pure-Python RSA is swapped
+  for OpenSSL's identical operation (`dkim_rsa.py`): see bench/dkim_cost.py for both.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import dkim.util
 import nacl.exceptions
 import nacl.signing
 
+from . import dkim_rsa
 from .config_sections import DkimConfig
 from .errors import NewsletterError
 
@@ -166,6 +167,7 @@ class DkimSigner:
     def __init__(self, domain: str, keys: Sequence[DkimKey]) -> None:
         if not keys:
             raise DkimError("a DKIM signer needs at least one key")
+        dkim_rsa.install()
         self.domain = domain
         self.keys = tuple(keys)
 

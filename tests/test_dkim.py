@@ -280,3 +280,23 @@ def test_a_run_signs_the_exact_bytes_the_relay_receives(
     for received in smtp.messages:
         assert verifies(received.data, *keys, index=0)
         assert verifies(received.data, *keys, index=1)
+
+
+def test_openssl_rsa_gives_dkimpys_exact_signature(keys: tuple[DkimKey, DkimKey]) -> None:
+    import hashlib
+
+    import dkim.crypto
+
+    from newsletter import dkim_rsa
+
+    numbers = dkim.crypto.parse_pem_private_key(keys[0].private)
+    for text in (b"", b"headers to sign", bytes(range(256)) * 40):
+        digest = hashlib.sha256(text)
+        assert dkim_rsa.rsa_sign(digest, numbers) == dkim_rsa.pure_python_sign(digest, numbers)
+
+
+def test_signer_uses_the_openssl_rsa(keys: tuple[DkimKey, DkimKey], message: bytes) -> None:
+    from newsletter import dkim_rsa
+
+    DkimSigner("ree-news.example.com", [keys[0]])
+    assert dkim.RSASSA_PKCS1_v1_5_sign is dkim_rsa.rsa_sign
