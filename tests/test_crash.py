@@ -5,41 +5,23 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
-from newsletter.config import load_settings
-from newsletter.store import open_store
-from tests.feedserver import FeedServer
 from tests.smtp_server import SmtpServer
-from tests.world import ISSUE_DATE, SAMPLE, SECRET, World, make_config
+from tests.world import ISSUE_DATE, SECRET, World, deployment
 
 CONNECTIONS = 2
 AUDIENCE = [f"reader{n:03d}@example.org" for n in range(240)]
 
 
-@contextmanager
-def world_on(tmp_path: Path, smtp: SmtpServer, database_url: str | None = None) -> Iterator[World]:
-    with FeedServer() as feeds:
-        feeds.add_file("/feed/", SAMPLE)
-        config = make_config(
-            tmp_path,
-            [("REE News", feeds.url("/feed/"))],
-            smtp.port,
-            database_url=database_url,
-            replace={"connections = 4 ": f"connections = {CONNECTIONS} "},
-        )
-        store = open_store(load_settings(config).database_url)
-        world = World(config, feeds, smtp, store)
-        for address in AUDIENCE:
-            world.add(address)
-        try:
-            yield world
-        finally:
-            store.close()
+def world_on(
+    tmp_path: Path, smtp: SmtpServer, database_url: str | None = None
+) -> AbstractContextManager[World]:
+    swaps = {"connections = 4 ": f"connections = {CONNECTIONS} "}
+    return deployment(tmp_path, smtp, AUDIENCE, replace=swaps, database_url=database_url)
 
 
 @pytest.fixture(autouse=True)

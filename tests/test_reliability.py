@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -14,36 +14,20 @@ import sqlalchemy as sa
 from aiosmtpd.smtp import AuthResult
 
 from newsletter.cli import main
-from newsletter.config import load_settings
 from newsletter.models import IssueStatus, SubscriberStatus
-from newsletter.store import open_store
 from newsletter.store_schema import deliveries
-from tests.feedserver import FeedServer
 from tests.smtp_server import DROP, STALL, SmtpServer
-from tests.world import ISSUE_DATE, SAMPLE, SECRET, World, make_config
+from tests.world import ISSUE_DATE, SECRET, World, deployment
 
 READERS = [f"reader{n:02d}@example.org" for n in range(12)]
 
 
-@contextmanager
 def world_on(
     tmp_path: Path, smtp: SmtpServer, replace: dict[str, str] | None = None
-) -> Iterator[World]:
-    with FeedServer() as feeds:
-        feeds.add_file("/feed/", SAMPLE)
-        swaps = {"connections = 4 ": "connections = 2 ", "timeout = 30 ": "timeout = 1 "}
-        swaps.update(replace or {})
-        config = make_config(
-            tmp_path, [("REE News", feeds.url("/feed/"))], smtp.port, replace=swaps
-        )
-        store = open_store(load_settings(config).database_url)
-        world = World(config, feeds, smtp, store)
-        for address in READERS:
-            world.add(address)
-        try:
-            yield world
-        finally:
-            store.close()
+) -> AbstractContextManager[World]:
+    swaps = {"connections = 4 ": "connections = 2 ", "timeout = 30 ": "timeout = 1 "}
+    swaps.update(replace or {})
+    return deployment(tmp_path, smtp, READERS, replace=swaps)
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,8 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 from newsletter.cli import main
 from newsletter.config import load_settings
 from newsletter.models import SubscriberStatus
-from newsletter.store import SqlStore
+from newsletter.store import SqlStore, open_store
 from newsletter.store_schema import deliveries, subscribers
 from tests.feedserver import FeedServer
 from tests.smtp_server import SmtpServer
@@ -127,3 +129,32 @@ class World:
     @property
     def settings_name(self) -> str:
         return load_settings(self.config).name
+
+
+@contextmanager
+def deployment(
+    tmp_path: Path,
+    smtp: SmtpServer,
+    readers: list[str],
+    *,
+    replace: dict[str, str] | None = None,
+    database_url: str | None = None,
+) -> Iterator[World]:
+    """The sample feed over HTTP, a store with `readers` active, the config pointing at `smtp`."""
+    with FeedServer() as feeds:
+        feeds.add_file("/feed/", SAMPLE)
+        config = make_config(
+            tmp_path,
+            [("REE News", feeds.url("/feed/"))],
+            smtp.port,
+            database_url=database_url,
+            replace=replace,
+        )
+        store = open_store(load_settings(config).database_url)
+        world = World(config, feeds, smtp, store)
+        for address in readers:
+            world.add(address)
+        try:
+            yield world
+        finally:
+            store.close()
