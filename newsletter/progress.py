@@ -23,8 +23,9 @@ LOG_EVERY = 10.0  # seconds between plain progress lines
 class SendProgress:
     """Use as a context manager; pass the instance as `Run.on_outcome`."""
 
-    def __init__(self, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self, total: int, stream: TextIO | None = None, every: float = LOG_EVERY) -> None:
         self.total = max(total, 0)
+        self.every = every
         self.stream = stream or sys.stderr
         self.counts: Counter[str] = Counter()
         self.started = time.monotonic()
@@ -75,6 +76,6 @@ class SendProgress:
             self.bar.update(self.task, advance=1, counts=counts, rate=rate)
             return
         now = time.monotonic()
-        if now - self.last_line >= LOG_EVERY:
+        if now - self.last_line >= self.every:
             self.last_line = now
             print(f"progress: {self.describe()}", file=self.stream, flush=True)

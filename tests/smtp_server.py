@@ -7,6 +7,7 @@ DATA, stalls), so the client code under test meets real SMTP replies, not mocks.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,14 +82,21 @@ class _Busy(asyncio.Protocol):
 class SmtpServer:
     """Start with `with SmtpServer() as server:`; `server.port` is the port the OS picked.
 
-    `busy=True` answers every connection with 421; `smtp_kwargs` go to aiosmtpd's SMTP (for
-    example an authenticator).
+    `busy=True` answers every connection with 421; `implicit_tls` wraps every connection in TLS
+    from the first byte (port 465 style); `smtp_kwargs` go to aiosmtpd's SMTP (for example an
+    authenticator, or `tls_context` to offer STARTTLS).
     """
 
     def __init__(
-        self, handler: RecordingHandler | None = None, *, busy: bool = False, **smtp_kwargs: Any
+        self,
+        handler: RecordingHandler | None = None,
+        *,
+        busy: bool = False,
+        implicit_tls: ssl.SSLContext | None = None,
+        **smtp_kwargs: Any,
     ) -> None:
         self.busy = busy
+        self.implicit_tls = implicit_tls
         self.handler = handler or RecordingHandler()
         self.smtp_kwargs = smtp_kwargs
         self.loop = asyncio.new_event_loop()
@@ -118,7 +126,7 @@ class SmtpServer:
             self.sessions.append(session)
             return session
 
-        self.server = await self.loop.create_server(factory, "127.0.0.1", 0)
+        self.server = await self.loop.create_server(factory, "127.0.0.1", 0, ssl=self.implicit_tls)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:

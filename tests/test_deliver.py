@@ -140,3 +140,23 @@ def test_nobody_listening_stops_the_run_with_a_clear_error() -> None:
             )
         )
     assert len(outcomes) < 20
+
+
+def test_connections_are_persistent_and_their_number_is_the_configured_one() -> None:
+    with SmtpServer() as server:
+        outcomes = run([message(i) for i in range(30)], server.port, FAST)
+        sessions = len(server.sessions)
+    assert len(outcomes) == 30
+    assert sessions == FAST.connections  # 30 messages, one session per worker, reused
+
+
+def test_rate_limit_spaces_messages_over_all_connections() -> None:
+    import time
+
+    policy = DeliveryPolicy(connections=3, rate_limit=20.0, backoff=0.01)
+    with SmtpServer() as server:
+        started = time.monotonic()
+        run([message(i) for i in range(7)], server.port, policy)
+        elapsed = time.monotonic() - started
+    assert len(server.messages) == 7
+    assert elapsed >= 6 / 20.0  # the 7th message cannot start before 6 intervals have passed
