@@ -171,3 +171,4 @@ class RunSummary:
     feeds: tuple[FeedReport, ...] = ()
     note: str = ""
     output_files: tuple[str, ...] = ()
+    stopped: bool = False  # SIGTERM or a lost lease ended the send early: later runs resume

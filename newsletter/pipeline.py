@@ -233,6 +233,7 @@ def _finish(run: Run, issue: Issue, summary: RunSummary, lost: asyncio.Event) ->
     counts = run.store.outcome_counts(issue.id)
     summary.counts = counts
     if run.stopping() or lost.is_set():
+        summary.stopped = True
         summary.note = "stopped before the end; the next run resumes where this one stopped"
         return
     deferred = counts.get("deferred", 0)

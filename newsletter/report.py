@@ -17,6 +17,8 @@ EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_NOT_SENT = 0, 1, 3, 4
 
 def exit_status(summary: RunSummary) -> int:
     counts = summary.counts
+    if summary.stopped:
+        return EXIT_PARTIAL
     if counts.get(DeliveryStatus.DEFERRED) or counts.get(DeliveryStatus.FAILED):
         return EXIT_PARTIAL
     return EXIT_OK

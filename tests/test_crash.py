@@ -75,3 +75,21 @@ def test_two_sends_at_once_mail_everyone_exactly_once(tmp_path: Path, store_url:
         assert copies(world) == Counter(AUDIENCE)
         said = b"".join(out + err for out, err in outputs)
         assert b"being sent by" in said or b"already sent" in said
+
+
+def test_sigterm_mid_send_stops_promptly_with_a_consistent_ledger(tmp_path: Path) -> None:
+    with SmtpServer() as smtp, world_on(tmp_path, smtp) as world:
+        smtp.handler.delay = 0.01
+        process = world.spawn("--force", "--date", ISSUE_DATE)
+        wait_for(lambda: len(smtp.messages) >= 40)
+        process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        out, err = process.communicate(timeout=20)
+        assert time.monotonic() - stopped_at < 5, "SIGTERM took too long"
+        assert process.returncode == 3, (out, err)
+        assert b"stopped before the end" in out
+        assert len(smtp.messages) < len(AUDIENCE)
+        assert set(copies(world)) == set(world.ledger())  # every copy recorded, nothing more
+        smtp.handler.delay = 0.0
+        assert world.send("--date", ISSUE_DATE) == 0
+        assert copies(world) == Counter(AUDIENCE)
