@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 # Stand-ins for the per-reader values in a rendered digest. Plain word characters only, so that
 # autoescaping, premailer and lxml's URL-attribute escaping all leave them untouched.
@@ -156,6 +156,27 @@ class Recipient:
     email: str
     unsubscribe_url: str
     unsubscribe_mailto: str | None = None
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    """One sign-up's proof of consent (GDPR Art. 7(1)), stored with its confirmation mail."""
+
+    consent_version: str
+    source: str
+    page_url: str
+    ip: str
+    user_agent: str
+    mail_sha256: str
+    mail_message_id: str
+
+
+@dataclass(frozen=True)
+class MailLimits:
+    """How often one address may be sent a confirmation mail (no inbox flooding)."""
+
+    resend_after: timedelta
+    per_day: int
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from .models import SubscriberStatus
+from .models import ConsentRequest, MailLimits, SubscriberStatus
 from .store_schema import consents, deliveries, issues, subscribers, suppressions
 from .store_subscribers import change_status
 
@@ -41,19 +41,7 @@ class ConsentMixin:
             conn.execute(sa.select(sa.literal(1)))
 
     def record_consent_request(
-        self,
-        subscriber_id: int,
-        *,
-        now: datetime,
-        resend_after: timedelta,
-        per_day: int,
-        consent_version: str,
-        source: str,
-        page_url: str,
-        ip: str,
-        user_agent: str,
-        mail_sha256: str,
-        mail_message_id: str,
+        self, subscriber_id: int, request: ConsentRequest, limits: MailLimits, now: datetime
     ) -> RequestResult:
         """Record that a confirmation mail goes out now, unless the address's limits forbid it.
 
@@ -71,21 +59,21 @@ class ConsentMixin:
                     )
                 )
             )
-            if recent and now - max(recent) < resend_after:
+            if recent and now - max(recent) < limits.resend_after:
                 return "too-soon"
-            if len(recent) >= per_day:
+            if len(recent) >= limits.per_day:
                 return "daily-limit"
             conn.execute(
                 sa.insert(consents).values(
                     subscriber_id=subscriber_id,
-                    consent_version=consent_version[:64],
-                    source=source[:64],
-                    page_url=page_url,
+                    consent_version=request.consent_version[:64],
+                    source=request.source[:64],
+                    page_url=request.page_url,
                     requested_at=now,
-                    request_ip=ip[:64],
-                    request_user_agent=user_agent,
-                    mail_sha256=mail_sha256,
-                    mail_message_id=mail_message_id,
+                    request_ip=request.ip[:64],
+                    request_user_agent=request.user_agent,
+                    mail_sha256=request.mail_sha256,
+                    mail_message_id=request.mail_message_id,
                 )
             )
             return "recorded"

@@ -29,7 +29,7 @@ from .addresses import normalize_address
 from .config import Settings
 from .confirm_mail import ConfirmationMail, ConfirmationMailer
 from .errors import SuppressedAddressError, TokenError, TokenExpiredError
-from .models import Subscriber, SubscriberStatus
+from .models import ConsentRequest, MailLimits, Subscriber, SubscriberStatus
 from .ports import Transport
 from .tokens import CONFIRM_SALT, Tokens, confirm_url
 
@@ -53,19 +53,7 @@ class SubscriptionStore(Protocol):
     def get_subscriber_by_id(self, subscriber_id: int) -> Subscriber | None: ...
     def set_status(self, subscriber_id: int, status: SubscriberStatus, now: datetime) -> None: ...
     def record_consent_request(
-        self,
-        subscriber_id: int,
-        *,
-        now: datetime,
-        resend_after: timedelta,
-        per_day: int,
-        consent_version: str,
-        source: str,
-        page_url: str,
-        ip: str,
-        user_agent: str,
-        mail_sha256: str,
-        mail_message_id: str,
+        self, subscriber_id: int, request: ConsentRequest, limits: MailLimits, now: datetime
     ) -> str: ...
     def confirm_consent(
         self,
@@ -195,11 +183,7 @@ class Subscriptions:
         link = confirm_url(self.settings.base_url, self.tokens.confirm(subscriber.id))
         mail = self.mailer.build(subscriber.email, link, now)
         web = self.settings.web
-        result = self.store.record_consent_request(
-            subscriber.id,
-            now=now,
-            resend_after=timedelta(minutes=web.resend_after_minutes),
-            per_day=web.address_limit_per_day,
+        consent = ConsentRequest(
             consent_version=request.consent_version or web.consent_version,
             source=request.source,
             page_url=request.page_url,
@@ -208,6 +192,8 @@ class Subscriptions:
             mail_sha256=hashlib.sha256(mail.data).hexdigest(),
             mail_message_id=mail.message_id,
         )
+        limits = MailLimits(timedelta(minutes=web.resend_after_minutes), web.address_limit_per_day)
+        result = self.store.record_consent_request(subscriber.id, consent, limits, now)
         outcome = {
             "recorded": SignupOutcome.SENT,
             "too-soon": SignupOutcome.TOO_SOON,

@@ -10,7 +10,14 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter import migrations
-from newsletter.models import DeliveryStatus, Digest, Outcome, SubscriberStatus
+from newsletter.models import (
+    ConsentRequest,
+    DeliveryStatus,
+    Digest,
+    MailLimits,
+    Outcome,
+    SubscriberStatus,
+)
 from newsletter.store import SqlStore, open_store
 from newsletter.store_schema import metadata
 
@@ -25,11 +32,7 @@ def add(store: SqlStore, email: str, status: SubscriberStatus = PENDING) -> int:
 
 
 def ask(store: SqlStore, subscriber_id: int, at: datetime, per_day: int = 3) -> str:
-    return store.record_consent_request(
-        subscriber_id,
-        now=at,
-        resend_after=timedelta(minutes=10),
-        per_day=per_day,
+    request = ConsentRequest(
         consent_version="2026-11-v1",
         source="subscribe-page",
         page_url="https://ree-news.example.com/",
@@ -37,6 +40,9 @@ def ask(store: SqlStore, subscriber_id: int, at: datetime, per_day: int = 3) -> 
         user_agent="Firefox/140",
         mail_sha256="ab" * 32,
         mail_message_id="<confirm.1@ree-news.example.com>",
+    )
+    return store.record_consent_request(
+        subscriber_id, request, MailLimits(timedelta(minutes=10), per_day), at
     )
 
 
