@@ -1,4 +1,5 @@
-"""What comes back: VERP envelope senders, hard-bounce classification and RFC 3464 DSNs.
+"""What comes back: VERP envelope senders, hard-bounce classification, RFC 3464 DSNs, and the
+mails readers send to the List-Unsubscribe mailto address.
 
 VERP puts the subscriber into the envelope sender (`bounce+<id>-<mac>@<verp_domain>`), so a
 bounce identifies its recipient even when the remote server rewrites Final-Recipient. The MAC
@@ -102,6 +103,15 @@ def parse_dsn(message: Message) -> list[DsnRecipient]:
                 )
             )
     return found
+
+
+_UNSUBSCRIBE = re.compile(r"\bunsubscribe\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+)", re.I)
+
+
+def unsubscribe_token(message: Message) -> str | None:
+    """The token of a `mailto:...?subject=unsubscribe%20<token>` request, from its Subject."""
+    match = _UNSUBSCRIBE.search(str(message.get("Subject", "")))
+    return match.group(1) if match else None
 
 
 def read_mailbox(path: Path) -> Iterator[Message]:

@@ -1,4 +1,4 @@
-"""`newsletter status` and `newsletter bounces`: what went out, and what came back."""
+"""`newsletter status`, `bounces` and `unsubscribes`: what went out, and what came back."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from .addresses import normalize_address
-from .bounces import Verp, parse_dsn, read_mailbox
-from .config import load_settings
+from .bounces import Verp, parse_dsn, read_mailbox, unsubscribe_token
+from .config import SECRET_ENV, load_settings
 from .errors import AddressError, ConfigError
 from .models import SubscriberStatus
 from .ports import Store
 from .store import open_store
+from .subscriptions import Subscriptions
+from .transport import OutboxTransport
 
 
 def add_commands(commands: Any) -> None:
@@ -30,6 +32,12 @@ def add_commands(commands: Any) -> None:
         "--dry-run", action="store_true", help="report what would be marked, change nothing"
     )
     bounces.set_defaults(handler=cmd_bounces)
+    unsubscribes = commands.add_parser(
+        "unsubscribes",
+        help="read mail sent to newsletter.unsubscribe_mailto and unsubscribe those readers",
+    )
+    unsubscribes.add_argument("path", type=Path, help="an mbox file or a Maildir folder")
+    unsubscribes.set_defaults(handler=cmd_unsubscribes)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -66,6 +74,31 @@ def cmd_bounces(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(", ".join(f"{key}={tally[key]}" for key in ("bounced", "counted", "ignored", "unknown")))
+    return 0
+
+
+def cmd_unsubscribes(args: argparse.Namespace) -> int:
+    """The mailto half of List-Unsubscribe: each request carries the reader's signed token."""
+    settings = load_settings(args.config)
+    if not settings.secret_key_is_set:
+        raise ConfigError(SECRET_ENV, "(environment)", "must be set to verify unsubscribe tokens")
+    if not args.path.exists():
+        raise ConfigError("path", str(args.path), "no such mbox file or Maildir folder")
+    store = open_store(settings.database_url)
+    # The same rule as the web's one-click POST; nothing is mailed, so the outbox is never used.
+    service = Subscriptions(settings, store, OutboxTransport())
+    tally: Counter[str] = Counter()
+    try:
+        for message in read_mailbox(args.path):
+            token = unsubscribe_token(message)
+            subscriber_id = service.read_unsubscribe_link(token) if token else None
+            subscriber = service.unsubscribe(subscriber_id) if subscriber_id else None
+            tally["unsubscribed" if subscriber else "ignored"] += 1
+            if subscriber:
+                print(f"{subscriber.email}: unsubscribed")
+    finally:
+        store.close()
+    print(f"unsubscribed={tally['unsubscribed']}, ignored={tally['ignored']}")
     return 0
 
 

@@ -159,3 +159,38 @@ def test_status_lists_recent_issues_with_counts(
     out = capsys.readouterr().out
     assert re.search(rf"^{ISSUE_DATE}\s+sent\s+sent \S+ \S+ UTC\s+sent=3$", out, re.M)
     assert "subscribers: pending=0, active=3" in out
+
+
+def test_mailto_unsubscribe_requests_are_honoured(
+    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Take the mailto URI from a message as sent, write the mail a client would, process it."""
+    from email import message_from_bytes
+    from urllib.parse import parse_qs, urlsplit
+
+    assert world.send("--date", ISSUE_DATE) == 0
+    sent = next(m for m in world.smtp.messages if m.rcpt_tos == ("ann@example.org",))
+    header = str(message_from_bytes(sent.data)["List-Unsubscribe"])
+    mailto = re.search(r"<(mailto:[^>]+)>", header)
+    assert mailto is not None
+    uri = urlsplit(mailto.group(1))
+    requests = []
+    for subject in (parse_qs(uri.query)["subject"][0], "unsubscribe abc.forged", "hello"):
+        request = EmailMessage()
+        request["From"] = "ann@example.org"
+        request["To"] = uri.path
+        request["Subject"] = subject
+        request.set_content("")
+        requests.append(request)
+    box = mailbox.mbox(tmp_path / "unsubscribe.mbox")
+    for request in requests:
+        box.add(request)
+    box.close()
+    capsys.readouterr()
+    assert (
+        main(["--config", str(world.config), "unsubscribes", str(tmp_path / "unsubscribe.mbox")])
+        == 0
+    )
+    assert "unsubscribed=1, ignored=2" in capsys.readouterr().out
+    assert world.status_of("ann@example.org") is SubscriberStatus.UNSUBSCRIBED
+    assert world.status_of("bob@example.org") is SubscriberStatus.ACTIVE
