@@ -81,6 +81,8 @@ def _skeleton(digest: Digest, settings: Settings, now: datetime) -> EmailMessage
     msg["List-Id"] = f"{settings.name} <{settings.list_id}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg["List-Archive"] = f"<{settings.base_url}/archive>"
+    if settings.feedback_id:  # the same for every reader of every issue (Google FBL)
+        msg["Feedback-ID"] = settings.feedback_id
     msg["Precedence"] = "bulk"
     msg["Auto-Submitted"] = "auto-generated"
     msg["MIME-Version"] = "1.0"

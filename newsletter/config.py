@@ -73,6 +73,7 @@ class Settings:
     path: Path
     name: str
     list_id: str
+    feedback_id: str | None
     from_name: str
     from_address: str
     reply_to: str | None
@@ -173,6 +174,7 @@ def load_settings(
         path=path,
         name=news.text("name"),
         list_id=_list_id(news, from_address),
+        feedback_id=_feedback_id(news),
         from_name=from_name,
         from_address=from_address,
         reply_to=_optional_email(news, "reply_to"),
@@ -226,6 +228,19 @@ def _list_id(news: _Reader, from_address: str) -> str:
     value = news.text("list_id", f"daily.{domain}")
     if not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value) or len(value) > 255:
         raise news.fail("list_id", "expected a dotted label like daily.example.com (RFC 2919)")
+    return value
+
+
+def _feedback_id(news: _Reader) -> str | None:
+    """Gmail's Feedback Loop id: up to four colon-separated fields, the last 5-15 characters."""
+    value = news.text("feedback_id", "")
+    if not value:
+        return None
+    fields = value.split(":")
+    if len(fields) > 4 or not 5 <= len(fields[-1]) <= 15 or not all(fields):
+        raise news.fail("feedback_id", "expected like 'daily:reenews:ReeDaily01' (<= 4 fields)")
+    if not re.fullmatch(r"[A-Za-z0-9:._-]+", value):
+        raise news.fail("feedback_id", "letters, digits, '.', '_', '-' and ':' only")
     return value
 
 

@@ -149,3 +149,16 @@ def test_qp_line_encoding_round_trips_and_soft_breaks_with_crlf() -> None:
     assert encoded.endswith(b"\r\n")
     assert all(len(chunk) <= 76 for chunk in encoded.split(b"\r\n"))
     assert quopri.decodestring(encoded.replace(b"\r\n", b"\n")).decode() == line + "\n"
+
+
+def test_feedback_id_is_one_static_header_when_configured(settings: Settings) -> None:
+    from dataclasses import replace
+
+    plain = parse(build(settings).render(recipient()).data)
+    assert "Feedback-ID" not in plain
+    with_fbl = replace(settings, feedback_id="daily:reenews:ReeDaily01")
+    messages = [
+        parse(build(with_fbl).render(recipient(i, f"r{i}@example.org")).data) for i in range(3)
+    ]
+    assert {m["Feedback-ID"] for m in messages} == {"daily:reenews:ReeDaily01"}
+    assert all(len(m.get_all("Feedback-ID") or []) == 1 for m in messages)
