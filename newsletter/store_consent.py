@@ -182,6 +182,24 @@ class ConsentMixin:
                 )
         return erased
 
+    def prune_pending(self, created_before: datetime) -> int:
+        """Delete sign-ups never confirmed since before `created_before`, with their requests.
+
+        Data minimisation (GDPR Art. 5(1)(c)): an address that never confirmed gave no consent,
+        so nothing about it is kept, not even a suppression hash.
+        """
+        stale = sa.select(subscribers.c.id).where(
+            subscribers.c.status == SubscriberStatus.PENDING.value,
+            subscribers.c.created_at < created_before,
+        )
+        with self._write("prune_pending") as conn:
+            ids = list(conn.scalars(stale))
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                _delete(conn, consents, consents.c.subscriber_id.in_(chunk))
+                _delete(conn, subscribers, subscribers.c.id.in_(chunk))
+        return len(ids)
+
     def archive_page(
         self, newsletter: str, before: date | None, limit: int
     ) -> list[tuple[date, str]]:

@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,13 @@ def add_commands(commands: Any) -> None:
     )
     erase.add_argument("address")
     erase.set_defaults(handler=cmd_erase)
+    prune = sub.add_parser(
+        "prune", help="delete sign-ups never confirmed within N days (data minimisation)"
+    )
+    prune.add_argument(
+        "--days", type=int, default=30, help="age of unconfirmed sign-ups to delete (default 30)"
+    )
+    prune.set_defaults(handler=cmd_prune)
 
 
 def _active_flag(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +184,15 @@ def cmd_counts(args: argparse.Namespace) -> int:
         counts = store.count_by_status()
     for status in SubscriberStatus:
         print(f"{status.value:<13}{counts.get(status, 0)}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    if args.days < 1:
+        raise ConfigError("--days", "(command line)", f"expected at least 1, got {args.days}")
+    with _store(args) as store:
+        deleted = store.prune_pending(datetime.now(UTC) - timedelta(days=args.days))
+    print(f"deleted {deleted} sign-up(s) not confirmed within {args.days} days")
     return 0
 
 

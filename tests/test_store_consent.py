@@ -19,6 +19,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.store import SqlStore, open_store
+from newsletter.store_schema import consents as consent_table
 from newsletter.store_schema import metadata
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
@@ -177,6 +178,24 @@ def test_erase_leaves_only_the_keyed_hash(store: SqlStore) -> None:
     assert again == {"subscriber": 0, "consents": 0, "deliveries": 0}
     with store.engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM suppressions")) == 1
+
+
+def test_prune_deletes_only_old_never_confirmed_sign_ups(store: SqlStore) -> None:
+    old_pending = add(store, "old@example.org")
+    ask(store, old_pending, NOW)
+    add(store, "young@example.org")  # created at NOW too, but the cut is before it
+    add(store, "reader@example.org", ACTIVE)
+    left = store.add_subscriber("left@example.org", status=ACTIVE, source="t", now=NOW)
+    store.set_status(left.id, UNSUBSCRIBED, NOW)
+    assert store.prune_pending(NOW + LATER) == 2  # old and young: both older than the cut
+    assert store.get_subscriber("old@example.org") is None
+    with store.engine.connect() as conn:
+        rows = conn.scalar(sa.select(sa.func.count()).select_from(consent_table))
+    assert rows == 0  # the only request belonged to the pruned sign-up
+    assert store.get_subscriber("reader@example.org") is not None
+    assert store.get_subscriber("left@example.org") is not None
+    add(store, "fresh@example.org")
+    assert store.prune_pending(NOW - LATER) == 0  # nothing created before the cut
 
 
 def test_archive_page_lists_dates_and_subjects_newest_first(store: SqlStore) -> None:

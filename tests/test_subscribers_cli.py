@@ -153,3 +153,23 @@ def test_import_plain_list_then_list_and_counts(
     assert cli(config, "counts") == 0
     counts = dict(line.split() for line in capsys.readouterr().out.splitlines())
     assert counts == {"pending": "2", "active": "0", "unsubscribed": "0", "bounced": "0"}
+
+
+def test_prune_removes_stale_pending_sign_ups(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import timedelta
+
+    store = open_store(load_settings(config).database_url)
+    long_ago = datetime.now(UTC) - timedelta(days=45)
+    store.add_subscriber(
+        "stale@example.org", status=SubscriberStatus.PENDING, source="t", now=long_ago
+    )
+    store.add_subscriber(
+        "new@example.org", status=SubscriberStatus.PENDING, source="t", now=datetime.now(UTC)
+    )
+    store.close()
+    assert cli(config, "prune", "--days", "30") == 0
+    assert "deleted 1 sign-up(s)" in capsys.readouterr().out
+    assert status_of(config, "stale@example.org") is None
+    assert status_of(config, "new@example.org") is SubscriberStatus.PENDING
