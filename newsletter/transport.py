@@ -23,6 +23,7 @@ from .errors import (
     ServerRefusedError,
     TransientDeliveryError,
 )
+from .smtp_pipeline import PipelinedSession, can_take_over
 
 
 def _by_code(message: str, code: int) -> DeliveryError:
@@ -52,12 +53,14 @@ def translate(exc: Exception) -> DeliveryError:
 
 
 class SmtpConnection:
-    """One persistent SMTP session; a failed one is closed and must be replaced by the caller.
+    """One persistent SMTP session to a server without PIPELINING (the fallback).
 
-    aiosmtplib opens the session (EHLO, STARTTLS or TLS, AUTH) and parses every reply; the mail
-    transaction itself is issued command by command on its protocol because `sendmail` spends
-    ~1 ms per message re-normalizing line endings, dot-stuffing with regular expressions and
-    parsing addresses, work our prebuilt CRLF bytes do not need (see bench/send_bench.py).
+    A failed session is closed and must be replaced by the caller. aiosmtplib opens the session
+    (EHLO, STARTTLS or TLS, AUTH) and parses every reply; the mail transaction is issued command
+    by command on its protocol because `sendmail` spends ~1 ms per message re-normalizing line
+    endings, dot-stuffing with regular expressions and parsing addresses, work our prebuilt CRLF
+    bytes do not need (see bench/send_bench.py). Servers that offer PIPELINING get
+    `PipelinedConnection` instead.
     """
 
     def __init__(self, client: aiosmtplib.SMTP, timeout: float) -> None:
@@ -121,6 +124,51 @@ class SmtpConnection:
                 self.client.close()
 
 
+class PipelinedConnection:
+    """A session whose server offers PIPELINING: MAIL, RCPT and DATA go out in one write."""
+
+    def __init__(self, session: PipelinedSession) -> None:
+        self.session = session
+
+    async def send(self, sender: str, recipient: str, data: bytes) -> str:
+        session = self.session
+        envelope = b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n"
+        session.write(envelope % (sender.encode(), recipient.encode()))
+        mail, rcpt, start = await session.reply(), await session.reply(), await session.reply()
+        accepted = mail.code == 250 and rcpt.code in (250, 251)
+        if start.code == 354 and not accepted:
+            session.write(b".\r\n")  # DATA was taken after a refusal: end the empty message
+            await session.reply()
+        elif start.code == 354:
+            session.write(wire_data(data))
+            final = await session.reply()
+            if final.code == 250:
+                return final.message
+            start = final
+        await self._reset()
+        raise _refusal(mail, rcpt, start)
+
+    async def _reset(self) -> None:
+        """After a refusal the session stays usable once RSET clears the transaction."""
+        self.session.write(b"RSET\r\n")
+        await self.session.reply()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def _refusal(mail: SMTPResponse, rcpt: SMTPResponse, last: SMTPResponse) -> DeliveryError:
+    """The first refusal of the pipelined group decides (later ones are its consequences)."""
+    if mail.code != 250:
+        message = f"sender refused: MAIL: {mail.code} {mail.message}"
+        if mail.code >= 500:
+            return ServerRefusedError(message, mail.code)
+        return _by_code(message, mail.code)
+    if rcpt.code not in (250, 251):
+        return _by_code(f"RCPT: {rcpt.code} {rcpt.message}", rcpt.code)
+    return _by_code(f"DATA: {last.code} {last.message}", last.code)
+
+
 def wire_data(message: bytes) -> bytes:
     """DATA payload: leading dots doubled (RFC 5321 4.5.2) and the end-of-data marker.
 
@@ -154,7 +202,7 @@ class SmtpTransport:
             password=cfg.password or None if cfg.username else None,
         )
 
-    async def connect(self) -> SmtpConnection:
+    async def connect(self) -> SmtpConnection | PipelinedConnection:
         client = self._client()
         try:
             await client.connect()
@@ -163,6 +211,10 @@ class SmtpTransport:
         except (aiosmtplib.SMTPException, OSError) as exc:
             client.close()
             raise translate(exc) from exc
+        transport = client.transport
+        if client.supports_extension("pipelining") and can_take_over(transport):
+            assert transport is not None
+            return PipelinedConnection(PipelinedSession(transport, self.config.timeout))
         return SmtpConnection(client, self.config.timeout)
 
 

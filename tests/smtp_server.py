@@ -35,6 +35,7 @@ class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     behaviour: Behaviour | None = None
     delay: float = 0.0  # seconds each DATA takes: a slow relay, for crash and overlap tests
+    pipelining: bool = True  # advertise RFC 2920 PIPELINING, as Postfix and most relays do
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def _refusal(self, server: SMTP, phase: str, address: str) -> str | None:
@@ -45,6 +46,20 @@ class RecordingHandler:
         if reply == STALL:
             await asyncio.sleep(3600)
         return reply
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """aiosmtpd reads commands one by one, so pipelined input works; it just never says so."""
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -160,3 +160,51 @@ def test_rate_limit_spaces_messages_over_all_connections() -> None:
         elapsed = time.monotonic() - started
     assert len(server.messages) == 7
     assert elapsed >= 6 / 20.0  # the 7th message cannot start before 6 intervals have passed
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_both_session_kinds_classify_refusals_alike(pipelining: bool) -> None:
+    """With PIPELINING the envelope goes out in one write; without, command by command."""
+    from newsletter.transport import PipelinedConnection, SmtpConnection
+    from tests.smtp_server import DROP
+
+    tries: dict[tuple[str, str], int] = {}
+
+    def relay(phase: str, address: str) -> str | None:
+        tries[phase, address] = tries.get((phase, address), 0) + 1
+        first = tries[phase, address] == 1
+        if address.startswith("reader1@") and phase == "rcpt":
+            return "550 5.1.1 No such user"
+        if address.startswith("reader2@") and phase == "rcpt" and first:
+            return "451 4.7.1 Greylisted"
+        if address.startswith("reader3@") and phase == "data" and first:
+            return DROP
+        if address.startswith("reader4@") and phase == "data":
+            return "554 5.6.0 Message content rejected"
+        return None
+
+    with SmtpServer() as server:
+        server.handler.pipelining = pipelining
+        server.handler.behaviour = relay
+
+        async def kind() -> type:
+            connection = await SmtpTransport(smtp_config(server.port)).connect()
+            await connection.close()
+            return type(connection)
+
+        assert asyncio.run(kind()) is (PipelinedConnection if pipelining else SmtpConnection)
+        outcomes = run([message(i) for i in range(6)], server.port)
+    status = {address.split("@")[0]: o.status for address, o in outcomes.items()}
+    assert status == {
+        "reader0": DeliveryStatus.SENT,
+        "reader1": DeliveryStatus.FAILED,
+        "reader2": DeliveryStatus.SENT,
+        "reader3": DeliveryStatus.SENT,
+        "reader4": DeliveryStatus.FAILED,
+        "reader5": DeliveryStatus.SENT,
+    }
+    assert "550 5.1.1" in outcomes["reader1@example.org"].detail
+    assert "554 5.6.0" in outcomes["reader4@example.org"].detail
+    assert sorted(m.rcpt_tos[0] for m in server.messages) == [
+        f"reader{i}@example.org" for i in (0, 2, 3, 5)
+    ]

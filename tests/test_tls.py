@@ -13,9 +13,10 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from newsletter import runtime
 from newsletter.config import SmtpConfig
 from newsletter.errors import ConnectionLostError, ServerRefusedError
-from newsletter.transport import SmtpTransport
+from newsletter.transport import PipelinedConnection, SmtpTransport
 from tests.smtp_server import SmtpServer
 
 MESSAGE = b"From: daily@ree-news.example.com\r\nTo: ann@example.org\r\nSubject: t\r\n\r\nbody\r\n"
@@ -44,15 +45,18 @@ def config(port: int, tls: str, username: str = "", password: str = "") -> SmtpC
     return SmtpConfig("127.0.0.1", port, tls, username, password, 5.0, 1, 0.0)
 
 
-def send_one(transport: SmtpTransport) -> str:
+def send_one(transport: SmtpTransport, *, on_uvloop: bool = False) -> str:
+    """Send one message; `on_uvloop` runs it as the CLI does (uvloop's own TLS transports)."""
+
     async def go() -> str:
         connection = await transport.connect()
+        assert isinstance(connection, PipelinedConnection)  # the test relay offers PIPELINING
         try:
             return await connection.send("bounce@ree-news.example.com", "ann@example.org", MESSAGE)
         finally:
             await connection.close()
 
-    return asyncio.run(go())
+    return runtime.run(go()) if on_uvloop else asyncio.run(go())
 
 
 class Authenticator:
@@ -75,21 +79,24 @@ def auth() -> Iterator[Authenticator]:
     yield Authenticator()
 
 
+@pytest.mark.parametrize("on_uvloop", [False, True])
 def test_starttls_then_login_then_send(
-    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext, auth: Authenticator
+    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext, auth: Authenticator, on_uvloop: bool
 ) -> None:
     with SmtpServer(tls_context=server_tls, require_starttls=True, authenticator=auth) as smtp:
         transport = SmtpTransport(config(smtp.port, "starttls", "ops", "s3cret"), client_tls)
-        assert send_one(transport).startswith("2.0.0")
+        assert send_one(transport, on_uvloop=on_uvloop).startswith("2.0.0")
     assert auth.logins == [("ops", True)]
     assert [m.rcpt_tos for m in smtp.messages] == [("ann@example.org",)]
 
 
+@pytest.mark.parametrize("on_uvloop", [False, True])
 def test_implicit_tls_from_the_first_byte(
-    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext, on_uvloop: bool
 ) -> None:
     with SmtpServer(implicit_tls=server_tls) as smtp:
-        assert send_one(SmtpTransport(config(smtp.port, "tls"), client_tls)).startswith("2.0.0")
+        transport = SmtpTransport(config(smtp.port, "tls"), client_tls)
+        assert send_one(transport, on_uvloop=on_uvloop).startswith("2.0.0")
     assert len(smtp.messages) == 1
 
 
