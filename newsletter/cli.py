@@ -9,13 +9,12 @@ import argparse
 import asyncio
 import signal
 import sys
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 from . import delivery_cli, ops_cli, runtime, subscribers_cli, web_cli
 from .addresses import normalize_address
-from .config import SECRET_ENV, Settings, load_settings
+from .config import SECRET_ENV, load_settings
 from .errors import ConfigError, NewsletterError, ServerRefusedError, StaleIssueError
 from .models import Digest, RunSummary, SubscriberStatus
 from .pipeline import Run, run_issue, send_test_copy
@@ -23,6 +22,7 @@ from .ports import Store
 from .preview import PREVIEW_READER, write_preview
 from .progress import SendProgress
 from .report import EXIT_ERROR, EXIT_NOT_SENT, exit_status, format_summary
+from .sending import dkim_signer
 from .store import open_store
 from .transport import OutboxTransport, SmtpTransport
 
@@ -88,7 +88,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         raise ConfigError(SECRET_ENV, "(environment)", "must be set to sign unsubscribe links")
     store = open_store(settings.database_url, read_only=args.dry_run or bool(args.to))
     transport = OutboxTransport() if args.dry_run else SmtpTransport(settings.smtp)
-    signer = _signer(settings)
+    signer = dkim_signer(settings.dkim)
     run = Run(settings, store, transport, dry_run=args.dry_run, force=args.force)
     run.sign = signer
     try:
@@ -109,16 +109,6 @@ def cmd_send(args: argparse.Namespace) -> int:
         store.close()
     print(format_summary(settings, summary))
     return exit_status(summary)
-
-
-def _signer(settings: Settings) -> Callable[[bytes], bytes] | None:
-    """The DKIM signer, keys read once; dkimpy is only imported when [dkim] asks for it."""
-    if not (settings.dkim.selector or settings.dkim.ed25519_selector):
-        return None
-    from .dkim_sign import DkimSigner
-
-    signer = DkimSigner.from_config(settings.dkim)
-    return signer.sign if signer else None
 
 
 async def _until_signalled(run: Run, issue_date: date | None) -> tuple[RunSummary, Digest | None]:

@@ -7,7 +7,6 @@ Templates compiled once, like the digest's; DKIM-signed like the digest when `[d
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy as email_policy
@@ -20,6 +19,7 @@ import jinja2
 from .config import Settings
 from .errors import RenderError
 from .render import fill
+from .sending import dkim_signer
 
 POLICY = email_policy.SMTP
 
@@ -29,15 +29,6 @@ class ConfirmationMail:
     recipient: str
     message_id: str
     data: bytes
-
-
-def _signer(settings: Settings) -> Callable[[bytes], bytes] | None:
-    if not (settings.dkim.selector or settings.dkim.ed25519_selector):
-        return None
-    from .dkim_sign import DkimSigner
-
-    signer = DkimSigner.from_config(settings.dkim)  # like the digest (standards E.24)
-    return signer.sign if signer else None
 
 
 class ConfirmationMailer:
@@ -54,7 +45,7 @@ class ConfirmationMailer:
             keep_trailing_newline=True,
         )
         env.filters["fill"] = fill
-        self._sign = _signer(settings)
+        self._sign = dkim_signer(settings.dkim)  # like the digest (standards E.24)
         try:
             self._html = env.get_template("confirm.html")
             self._text = env.get_template("confirm.txt")

@@ -17,6 +17,7 @@ from .config import SECRET_ENV, Settings, load_settings
 from .errors import ConfigError
 from .models import RunSummary
 from .report import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, exit_status, format_summary
+from .sending import dkim_signer
 from .store import open_store
 from .transport import SmtpTransport
 
@@ -76,13 +77,12 @@ def _add_dkim(commands: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     # Imported here: APScheduler and uvicorn would add ~0.1 s to every `newsletter send`.
-    from .dkim_sign import DkimSigner
     from .scheduler import IssueSender, run_once, serve, web_app
 
     settings = load_settings(args.config)
     if not settings.secret_key_is_set:
         raise ConfigError(SECRET_ENV, "(environment)", "must be set to sign unsubscribe links")
-    signer = DkimSigner.from_config(settings.dkim)  # keys are read once, before anything runs
+    sign = dkim_signer(settings.dkim)  # keys are read once, before anything runs
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # feed fetches are in the summary
 
@@ -91,7 +91,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     store = open_store(settings.database_url)
     transport = SmtpTransport(settings.smtp)
-    sign = signer.sign if signer is not None else None
     sender = IssueSender(settings, store, transport, asyncio.Event(), sign, report)
     try:
         if not args.once:

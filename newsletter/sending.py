@@ -16,6 +16,7 @@ from itertools import islice
 from .bounces import Verp, is_hard_bounce
 from .compose import ComposedMessage, MessageTemplate
 from .config import Settings
+from .config_sections import DkimConfig
 from .ledger_writer import LedgerWriter
 from .models import (
     DeliveryStatus,
@@ -32,6 +33,16 @@ CHECK_BATCH = 32  # subscribers re-checked per query just before they are queued
 
 RecipientFactory = Callable[[int, str], Recipient]
 Signer = Callable[[bytes], bytes]
+
+
+def dkim_signer(config: DkimConfig) -> Signer | None:
+    """The run's DKIM signer (keys read once), or None; dkimpy is imported only when needed."""
+    if not (config.selector or config.ed25519_selector):
+        return None
+    from .dkim_sign import DkimSigner
+
+    signer = DkimSigner.from_config(config)  # also refuses Ed25519 without RSA
+    return signer.sign if signer else None
 
 
 def retry_deadline(settings: Settings, issue: Issue) -> datetime:
