@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
@@ -220,24 +220,12 @@ class SmtpTransport:
 
 @dataclass
 class OutboxTransport:
-    """The dry-run transport: accepts everything, sends nothing, keeps count and a sample."""
-
-    sent: int = 0
-    total_bytes: int = 0
-    first: bytes | None = None
-    recipients: list[str] = field(default_factory=list)
-    keep_recipients: bool = False
+    """The dry-run transport: accepts every message and sends nothing (the summary counts)."""
 
     async def connect(self) -> OutboxTransport:
         return self
 
     async def send(self, sender: str, recipient: str, data: bytes) -> str:
-        self.sent += 1
-        self.total_bytes += len(data)
-        if self.first is None:
-            self.first = data
-        if self.keep_recipients:
-            self.recipients.append(recipient)
         return "250 dry run: not sent"
 
     async def close(self) -> None:
