@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from newsletter.store import SqlStore, open_store
+from tests.test_web import Servers, WebServer
 
 PG_URL = os.environ.get("REE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -60,3 +61,18 @@ def store(store_url: str) -> Iterator[SqlStore]:
         yield opened
     finally:
         opened.close()
+
+
+# Web fixtures: the uvicorn + aiosmtpd harness of test_web, one set of servers per module.
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[Servers]:
+    with Servers() as running:
+        yield running
+
+
+@pytest.fixture
+def web(tmp_path: Path, servers: Servers) -> Iterator[WebServer]:
+    with WebServer(tmp_path, servers) as server:
+        yield server

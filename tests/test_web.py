@@ -14,7 +14,6 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
@@ -206,18 +205,6 @@ def text_part(message: EmailMessage) -> str:
     body = message.get_body(("plain",))
     assert body is not None
     return str(body.get_content())
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with Servers() as running:
-        yield running
-
-
-@pytest.fixture
-def web(tmp_path: Path, servers: Servers) -> Iterator[WebServer]:
-    with WebServer(tmp_path, servers) as server:
-        yield server
 
 
 def add(web: WebServer, address: str, status: SubscriberStatus) -> int:

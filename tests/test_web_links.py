@@ -5,7 +5,6 @@ Uses the `WebServer` harness of test_web: uvicorn on 127.0.0.1 port 0, aiosmtpd,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,18 +17,6 @@ from tests.test_web import SCANNER_UA, SECRET, T0, Servers, WebServer, add, stor
 
 ACTIVE, PENDING = SubscriberStatus.ACTIVE, SubscriberStatus.PENDING
 UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED
-
-
-@pytest.fixture(scope="module")
-def servers() -> Iterator[Servers]:
-    with Servers() as running:
-        yield running
-
-
-@pytest.fixture
-def web(tmp_path: Path, servers: Servers) -> Iterator[WebServer]:
-    with WebServer(tmp_path, servers) as server:
-        yield server
 
 
 def tokens(*keys: str) -> Tokens:
