@@ -1,20 +1,26 @@
 """Throughput of a real `newsletter send` against Postfix's smtp-source, into one smtp-sink.
 
 Run:  .venv/bin/python bench/send_bench.py [--subscribers 20000] [--connections 4]
+          [--processes N] [--dkim] [--store sqlite|postgresql] [--reports] [--skip-source]
+          [--profile FILE]
 
 It starts `smtp-sink` on 127.0.0.1 (installing Debian's postfix package if it is missing and we
 are root; otherwise it falls back to an aiosmtpd sink, whose own speed then caps the figures),
-fills a fresh SQLite store with N active subscribers, runs `newsletter send` of the bundled
-sample digest into the sink as a subprocess (ledger on), then pushes the same number of messages
-of the same size with `smtp-source` into the same sink, and prints both rates, their ratio, CPU
-time per message, peak memory and the time to the first message. Only 127.0.0.1 is used.
+fills a fresh store (a SQLite file, or a throwaway schema on the local PostgreSQL) with N active
+subscribers, runs `newsletter send [--processes N]` of the bundled sample digest into the sink
+(ledger on; with --dkim every message is signed with a fresh RSA-2048 key), then pushes the same
+number of messages of the same size with `smtp-source` into the same sink, and prints both
+rates, their ratio, CPU time per message, the peak memory of the largest process and the time to
+the first message. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
+import secrets
 import shutil
 import socket
 import sqlite3
@@ -24,6 +30,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from newsletter.models import new_public_id
 
 ROOT = Path(__file__).resolve().parent.parent
 SINK = "/usr/sbin/smtp-sink"
@@ -65,7 +73,10 @@ def start_sink(port: int, postfix: bool) -> subprocess.Popen[bytes]:
     raise SystemExit("the sink did not start")
 
 
-def write_config(folder: Path, port: int, connections: int) -> Path:
+PG_URL = os.environ.get("REE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def write_config(folder: Path, port: int, connections: int, database_url: str, dkim: bool) -> Path:
     text = (ROOT / "config.toml").read_text(encoding="utf-8")
     swaps = {
         'url = "feeds/sample-ree-news.xml"': f'url = "{ROOT / "feeds" / "sample-ree-news.xml"}"',
@@ -73,10 +84,16 @@ def write_config(folder: Path, port: int, connections: int) -> Path:
         "port = 587": f"port = {port}",
         'tls = "starttls"': 'tls = "none"',
         "connections = 4 ": f"connections = {connections} ",
-        'url = "sqlite:///subscribers/subscribers.db"': f'url = "sqlite:///{folder / "bench.db"}"',
+        'url = "sqlite:///subscribers/subscribers.db"': f'url = "{database_url}"',
         'templates_dir = "templates"': f'templates_dir = "{ROOT / "templates"}"',
         'dir = "out"': f'dir = "{folder / "out"}"',
     }
+    if dkim:
+        from newsletter.mail.dkim import RSA, generate_key
+
+        generate_key("bench", RSA, folder / "bench.pem")
+        swaps['\nselector = ""'] = '\nselector = "bench"'
+        swaps['\nprivate_key = ""'] = f'\nprivate_key = "{folder / "bench.pem"}"'
     for old, new in swaps.items():
         text = text.replace(old, new)
     path = folder / "config.toml"
@@ -84,19 +101,65 @@ def write_config(folder: Path, port: int, connections: int) -> Path:
     return path
 
 
-def fill_store(config: Path, database: Path, count: int) -> None:
+class Store:
+    """The benchmark's database: a SQLite file, or a throwaway PostgreSQL schema."""
+
+    def __init__(self, kind: str, folder: Path) -> None:
+        self.kind = kind
+        self.path = folder / "bench.db"
+        self.schema = f"bench_{secrets.token_hex(4)}"
+        if kind == "sqlite":
+            self.url = f"sqlite:///{self.path}"
+        else:
+            self._admin(f'CREATE SCHEMA "{self.schema}"')
+            self.url = f"{PG_URL}?options=-csearch_path%3D{self.schema}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(sql.encode())
+
+    def drop(self) -> None:
+        if self.kind == "postgresql":
+            self._admin(f'DROP SCHEMA "{self.schema}" CASCADE')
+
+    def execute(
+        self, sql: str, rows: list[tuple[object, ...]] | None = None
+    ) -> list[tuple[object, ...]]:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.path, timeout=30) as db:
+                if rows is not None:
+                    db.executemany(sql, rows)
+                    return []
+                return db.execute(sql).fetchall()
+        import psycopg
+
+        with psycopg.connect(PG_URL, options=f"-csearch_path={self.schema}") as conn:
+            sql = sql.replace("?", "%s")
+            if rows is not None:
+                with conn.cursor() as cursor:
+                    cursor.executemany(sql.encode(), rows)
+                return []
+            return conn.execute(sql.encode()).fetchall()
+
+
+def fill_store(config: Path, store: Store, count: int) -> None:
     """Create the schema through the program itself, then bulk-insert subscribers."""
     env = {**os.environ, "NEWSLETTER_SECRET_KEY": "bench"}
     newsletter = [sys.executable, "-m", "newsletter", "--config", str(config)]
     subprocess.run([*newsletter, "subscribers", "counts"], env=env, check=True, capture_output=True)
-    now = "2026-11-01 00:00:00.000000"
-    rows = [(f"reader{n:06d}@example.org", "active", "bench", now, now, now) for n in range(count)]
-    with sqlite3.connect(database) as db:
-        db.executemany(
-            "INSERT INTO subscribers (email, status, source, created_at, updated_at, confirmed_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    now = "2026-11-01 00:00:00.000000" if store.kind == "sqlite" else "2026-11-01T00:00:00Z"
+    emails = (f"reader{n:07d}@example.org" for n in range(count))
+    rows: list[tuple[object, ...]] = [
+        (email, "active", "bench", now, now, now, new_public_id(), email) for email in emails
+    ]
+    store.execute(
+        "INSERT INTO subscribers"
+        " (email, status, source, created_at, updated_at, confirmed_at, public_id, mailbox)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 @dataclass
@@ -109,39 +172,51 @@ class SendResult:
     size: int
 
 
-def first_delivery(database: Path, started: float, process: subprocess.Popen[bytes]) -> float:
+def first_delivery(store: Store, started: float, process: subprocess.Popen[bytes]) -> float:
     """Seconds from start until the ledger holds its first row (a message the sink accepted)."""
-    db = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        while process.poll() is None:
-            try:
-                if db.execute("SELECT 1 FROM deliveries LIMIT 1").fetchone():
-                    return time.monotonic() - started
-            except sqlite3.OperationalError:
-                pass
-            time.sleep(0.002)
-        return time.monotonic() - started
-    finally:
-        db.close()
+    while process.poll() is None:
+        try:
+            if store.execute("SELECT 1 FROM deliveries LIMIT 1"):
+                return time.monotonic() - started
+        except Exception:  # the table may not exist yet, or the database is busy: look again
+            pass
+        time.sleep(0.005)
+    return time.monotonic() - started
 
 
-def run_send(config: Path, database: Path) -> SendResult:
+def run_send(config: Path, store: Store, processes: int, profile: str = "") -> SendResult:
     env = {**os.environ, "NEWSLETTER_SECRET_KEY": "bench"}
-    command = [sys.executable, "-m", "newsletter", "--config", str(config), "send"]
+    python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
+    command = [*python, "-m", "newsletter", "--config", str(config), "send"]
     command += ["--force", "--date", ISSUE_DATE]
+    if processes > 1:
+        command += ["--processes", str(processes)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = first_delivery(database, started, process)
+    first = first_delivery(store, started, process)
     out, err = process.communicate()
     seconds = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode != 0:
         raise SystemExit(f"send failed ({process.returncode}): {out.decode()} {err.decode()}")
-    sent = int(out.decode().split("outcomes: sent=")[1].split()[0].rstrip(","))
-    size = int(out.decode().split("message size: ")[1].split()[0].replace(",", ""))
+    sent = int(str(store.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'")[0][0]))
+    size = max(int(n.replace(",", "")) for n in re.findall(r"message size: ([\d,]+)", out.decode()))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return SendResult(seconds, cpu, after.ru_maxrss / 1024, first, sent, size)
+
+
+def time_reports(config: Path) -> dict[str, float]:
+    """Wall seconds of the operator's read commands on the store as the send left it (a whole
+    process each: start-up included, as the operator waits for it)."""
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "bench"}
+    newsletter = [sys.executable, "-m", "newsletter", "--config", str(config)]
+    timed: dict[str, float] = {}
+    for words in (["status"], ["status", "--json"], ["subscribers", "counts"]):
+        started = time.monotonic()
+        subprocess.run([*newsletter, *words], env=env, check=True, capture_output=True)
+        timed[" ".join(words)] = time.monotonic() - started
+    return timed
 
 
 def run_source(port: int, count: int, size: int, sessions: int) -> float:
@@ -156,27 +231,57 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscribers", type=int, default=20_000)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--dkim", action="store_true", help="sign every message (RSA-2048)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--reports", action="store_true", help="then time `status` and `subscribers counts`"
+    )
+    parser.add_argument(
+        "--skip-source",
+        action="store_true",
+        help="no smtp-source run (a long send where only its own figures matter)",
+    )
+    parser.add_argument(
+        "--profile", metavar="FILE", default="", help="run the send under cProfile into FILE"
+    )
     args = parser.parse_args()
+    if args.profile and args.processes > 1:
+        parser.error("--profile profiles one process: leave --processes at 1")
+    reports: dict[str, float] = {}
     postfix = ensure_postfix()
     port = free_port()
     sink = start_sink(port, postfix)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            config = write_config(folder, port, args.connections)
-            fill_store(config, folder / "bench.db", args.subscribers)
-            ours = run_send(config, folder / "bench.db")
-        source = run_source(port, ours.sent, ours.size, args.connections) if postfix else 0.0
+            store = Store(args.store, folder)
+            try:
+                config = write_config(folder, port, args.connections, store.url, args.dkim)
+                fill_store(config, store, args.subscribers)
+                ours = run_send(config, store, args.processes, args.profile)
+                if args.reports:
+                    reports = time_reports(config)
+            finally:
+                store.drop()
+        compare = postfix and not args.skip_source
+        source = run_source(port, ours.sent, ours.size, args.connections) if compare else 0.0
     finally:
         sink.terminate()
         sink.wait(timeout=10)
     report(args, postfix, ours, source)
+    for words, seconds in reports.items():
+        print(f"newsletter {words}: {seconds:.2f} s")
 
 
 def report(args: argparse.Namespace, postfix: bool, ours: SendResult, source: float) -> None:
     rate = ours.sent / ours.seconds
     print(f"sink: {'postfix smtp-sink' if postfix else 'aiosmtpd (smtp-sink unavailable)'}")
-    print(f"subscribers: {args.subscribers:,}  connections: {args.connections}")
+    print(
+        f"subscribers: {args.subscribers:,}  connections: {args.connections} per process  "
+        f"processes: {args.processes}  store: {args.store}  "
+        f"dkim: {'rsa-2048' if args.dkim else 'off'}"
+    )
     print(f"message size: {ours.size:,} bytes")
     print(f"newsletter send: {ours.sent:,} messages in {ours.seconds:.2f} s = {rate:,.0f} msg/s")
     if source:
@@ -186,7 +291,7 @@ def report(args: argparse.Namespace, postfix: bool, ours: SendResult, source: fl
         )
         print(f"ratio (ours / smtp-source): {rate / source_rate:.2f}")
     print(f"CPU per message: {ours.cpu / ours.sent * 1000:.3f} ms (whole process, incl. start-up)")
-    print(f"peak memory: {ours.peak_mb:.0f} MB")
+    print(f"peak memory: {ours.peak_mb:.0f} MB (the largest process)")
     print(f"time to first message: {ours.first_message:.2f} s")
 
 

@@ -1,5 +1,5 @@
 """`python -m newsletter` is the same as the `newsletter` console script."""
 
-from .cli import main
+from newsletter.cli.main import main
 
 raise SystemExit(main())

@@ -21,6 +21,15 @@ class ConfigError(NewsletterError, ValueError):
         super().__init__(f"{path}: {key}: {expected}")
 
 
+class InputError(NewsletterError, ValueError):
+    """A file the operator handed in cannot be read; the message names it and says why."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
 class FeedError(NewsletterError):
     """One feed could not be fetched or parsed; the run skips it and reports it."""
 
@@ -52,10 +61,6 @@ class StoreError(NewsletterError):
 
 class ReadOnlyStoreError(StoreError, PermissionError):
     """A dry run tried to change the store."""
-
-
-class IssueBusyError(NewsletterError):
-    """Another live run holds the issue's lease: this run leaves it alone."""
 
 
 class StaleIssueError(NewsletterError):

@@ -7,6 +7,7 @@ cannot be changed behind the back of the step that made it.
 from __future__ import annotations
 
 import enum
+import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -14,7 +15,22 @@ from datetime import date, datetime, timedelta
 # autoescaping, premailer and lxml's URL-attribute escaping all leave them untouched.
 EMAIL_PLACEHOLDER = "__READER_EMAIL__"
 UNSUBSCRIBE_URL_PLACEHOLDER = "__UNSUBSCRIBE_URL__"
-PERSONAL_FIELDS = (EMAIL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER)
+PREFERENCES_URL_PLACEHOLDER = "__PREFERENCES_URL__"
+PERSONAL_FIELDS = (EMAIL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, PREFERENCES_URL_PLACEHOLDER)
+
+# Bounds on what one article may bring into a digest, applied when a feed is read and again
+# when the digest is rendered: one absurd entry must not push the issue over the size limit.
+TITLE_MAX = 300  # characters; cut at a word with "…"
+LINK_MAX = 2_000  # characters; a longer link is dropped and the article shown unlinked
+
+
+def new_public_id() -> str:
+    """A subscriber's name in every link we mail: 16 random bytes as 22 URL-safe characters.
+
+    Random rather than derived from the database id, so a link tells nothing about how many
+    subscribers there are or in which order they came (see `tokens`).
+    """
+    return secrets.token_urlsafe(16)
 
 
 class SubscriberStatus(enum.StrEnum):
@@ -32,17 +48,53 @@ class SubscriberStatus(enum.StrEnum):
 
 
 class IssueStatus(enum.StrEnum):
+    """Where an issue stands; only SENDING issues are ever sent to again.
+
+    SENT: every reader was reached or refused. CLOSED: its retry deadline (or the operator)
+    ended it while some readers were still deferred: they are EXPIRED in the ledger. ABANDONED:
+    it reached nobody and a later issue carries its articles instead, or the operator closed a
+    day that never went out; its articles count as not sent.
+    """
+
     SENDING = "sending"
     SENT = "sent"
+    CLOSED = "closed"
+    ABANDONED = "abandoned"
+
+    @property
+    def finished(self) -> bool:
+        return self is not IssueStatus.SENDING
+
+
+class Frequency(enum.StrEnum):
+    """How often a reader gets mail, and which stream an issue belongs to."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"  # a round-up of the week's top stories, on the configured weekday
 
 
 class DeliveryStatus(enum.StrEnum):
     """Outcome of one issue for one subscriber (the ledger)."""
 
     SENT = "sent"
-    DEFERRED = "deferred"
-    FAILED = "failed"
-    SKIPPED = "skipped"
+    DEFERRED = "deferred"  # a transient failure: later runs retry until the issue's deadline
+    FAILED = "failed"  # a permanent refusal, or the message could not be made for this reader
+    SKIPPED = "skipped"  # left the list while the issue was going out
+    EXPIRED = "expired"  # still deferred when the retry deadline ended the issue
+
+
+@dataclass(frozen=True)
+class Image:
+    """An article's picture as its feed named it: https, on the site's own server, never fetched.
+
+    The digest points at this URL directly (no proxy, no tracking pixel). Width and height are
+    the pixels the feed declared; 0 when it said nothing, and the renderer assumes a size.
+    """
+
+    url: str
+    width: int
+    height: int
+    alt: str  # the feed's alt text, else the article's title
 
 
 @dataclass(frozen=True)
@@ -60,6 +112,9 @@ class Article:
     source: str
     highlights: tuple[str, ...] = ()
     dated_by_feed: bool = True
+    image: Image | None = None
+    categories: tuple[str, ...] = ()  # the feed's categories (WordPress: categories, then tags)
+    words: int = 0  # length of the full article, for its reading time; 0 when not known
 
 
 @dataclass(frozen=True)
@@ -83,7 +138,9 @@ class FeedReport:
     articles: int = 0
     not_modified: bool = False
     error: str | None = None
-    note: str | None = None  # worth telling the operator though the feed worked (a 301)
+    note: str | None = None  # worth telling though the feed worked: a 301, a dropped link, a bound
+    # How long fetching and reading it took (for the metrics); not part of what it said.
+    seconds: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -118,6 +175,8 @@ class Subscriber:
     created_at: datetime
     updated_at: datetime
     source: str = ""
+    # The subscriber's name in every link we mail (random: `new_public_id`).
+    public_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,8 +191,17 @@ class Issue:
     digest: Digest
     created_at: datetime
     sent_at: datetime | None = None
-    claimed_by: str | None = None
-    claimed_until: datetime | None = None
+    kind: Frequency = Frequency.DAILY  # whose readers get it: the daily or the weekly ones
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A range of an issue's readers by subscriber id, (low, high], that one process sends."""
+
+    issue_id: int
+    number: int
+    low: int
+    high: int
 
 
 @dataclass(frozen=True)
@@ -156,6 +224,7 @@ class Recipient:
     email: str
     unsubscribe_url: str
     unsubscribe_mailto: str | None = None
+    preferences_url: str = ""  # "" (a copy for someone not on the list): the unsubscribe URL
 
 
 @dataclass(frozen=True)
@@ -169,6 +238,7 @@ class ConsentRequest:
     user_agent: str
     mail_sha256: str
     mail_message_id: str
+    frequency: Frequency = Frequency.DAILY  # what the reader asked for: daily or weekly
 
 
 @dataclass(frozen=True)
@@ -177,6 +247,32 @@ class MailLimits:
 
     resend_after: timedelta
     per_day: int
+
+
+class ImportResult(enum.StrEnum):
+    """What an import did with one line (the order is the order of the operator's tally)."""
+
+    ADDED = "added"
+    UPDATED = "updated"  # a pending address made active by `import --active`
+    UNCHANGED = "unchanged"
+    REFUSED = "refused"  # not an address we can deliver to, or a line that cannot be read
+    SUPPRESSED = "suppressed"  # unsubscribed, bounced or erased: kept as it is
+
+
+@dataclass(frozen=True)
+class ImportVerdict:
+    result: ImportResult
+    reason: str = ""  # for REFUSED and SUPPRESSED: what the operator is told
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    """One imported address as the store needs it: the stored form, where it is delivered,
+    and its keyed hashes under every secret key (the erased list holds only those)."""
+
+    email: str
+    mailbox: str
+    hashes: tuple[str, ...]
 
 
 @dataclass
@@ -191,5 +287,9 @@ class RunSummary:
     counts: dict[str, int] = field(default_factory=dict)
     feeds: tuple[FeedReport, ...] = ()
     note: str = ""
+    left_out: tuple[str, ...] = ()  # what became of the articles the digest had no room for
     output_files: tuple[str, ...] = ()
-    stopped: bool = False  # SIGTERM or a lost lease ended the send early: later runs resume
+    stopped: bool = False  # SIGTERM, a lost lease or a store fault ended it early: runs resume
+    not_sent: bool = False  # nothing went out that should have (every feed failed, held issue)
+    status: IssueStatus | None = None  # the issue's state when the run ended (None: dry run)
+    unreached: int = 0  # readers of the issue without a sent outcome when the run ended

@@ -3,11 +3,16 @@
 Handed its store, transport and clock like the pipeline, so the web app, the CLI and the tests
 run exactly the same rules. Nothing here knows HTTP; the web layer decides what to show.
 
-The rules (email standards C, D, G, I):
+The rules (GDPR Art. 7 and ePrivacy Art. 13: documented prior consent; RFC 8058 and CAN-SPAM:
+unsubscribe at once and for good; Spamhaus: confirmed opt-in, no list-bombing):
 - A sign-up never activates an address: it records a consent request and sends one
   confirmation mail with a signed, expiring link. Only confirming makes the address active.
-- Per address at most one mail per `resend_after_minutes` and `address_limit_per_day` mails a
-  day, counted from the consent records, so no one can flood someone else's inbox.
+- Per mailbox (every spelling that reaches one inbox: `addresses.mailbox_key`) at most one mail
+  per `resend_after_minutes` and `address_limit_per_day` mails a day, counted from the consent
+  records, so no one can flood someone else's inbox.
+- A sign-up does the same work whatever the address's state (new, pending, active,
+  suppressed): one store write for the row, the mail built, one for the request; only the
+  final decision differs, and an active address gets no mail.
 - An unsubscribed or bounced address stays suppressed until a *new* request is confirmed.
 - An erased address leaves only an HMAC of itself (`address_hashes`), keyed with the signing
   keys, so it is refused by imports without being stored in the clear.
@@ -18,39 +23,52 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from itsdangerous import BadData, URLSafeTimedSerializer
+from newsletter.addresses import mailbox_key, normalize_address
+from newsletter.clock import Clock
+from newsletter.config import Settings
+from newsletter.confirm_mail import ConfirmationMail, ConfirmationMailer
+from newsletter.errors import SuppressedAddressError, TokenError
+from newsletter.models import (
+    ConsentRequest,
+    Frequency,
+    ImportRow,
+    ImportVerdict,
+    MailLimits,
+    Subscriber,
+    SubscriberStatus,
+    new_public_id,
+)
+from newsletter.ports import Signer, Transport
+from newsletter.tokens import SubscriberRef, Tokens, confirm_url
 
-from .addresses import normalize_address
-from .config import Settings
-from .confirm_mail import ConfirmationMail, ConfirmationMailer
-from .errors import SuppressedAddressError, TokenError, TokenExpiredError
-from .models import ConsentRequest, MailLimits, Subscriber, SubscriberStatus
-from .ports import Transport
-from .tokens import CONFIRM_SALT, Tokens, confirm_url
-
-Clock = Callable[[], datetime]
 SUPPRESSION_CONTEXT = b"ree-newsletter.suppression:"
 # A token's stamp is whole seconds, taken just after its request was recorded.
 TOKEN_STAMP_SLACK = timedelta(seconds=1)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SubscriptionStore(Protocol):
     """What the subscription rules need from the store (`store.SqlStore` implements it)."""
 
     def add_subscriber(
-        self, email: str, *, status: SubscriberStatus, source: str, now: datetime
+        self,
+        email: str,
+        *,
+        status: SubscriberStatus,
+        source: str,
+        now: datetime,
+        mailbox: str | None = None,
+    ) -> Subscriber: ...
+    def pending_subscriber(
+        self, email: str, *, mailbox: str, source: str, now: datetime
     ) -> Subscriber: ...
     def get_subscriber(self, email: str) -> Subscriber | None: ...
     def get_subscriber_by_id(self, subscriber_id: int) -> Subscriber | None: ...
+    def get_subscriber_by_public_id(self, public_id: str) -> Subscriber | None: ...
     def set_status(self, subscriber_id: int, status: SubscriberStatus, now: datetime) -> None: ...
     def record_consent_request(
         self, subscriber_id: int, request: ConsentRequest, limits: MailLimits, now: datetime
@@ -66,6 +84,11 @@ class SubscriptionStore(Protocol):
         clear_hashes: Sequence[str] = (),
     ) -> str: ...
     def is_suppressed(self, hashes: Sequence[str]) -> bool: ...
+    def import_subscribers(
+        self, rows: Sequence[ImportRow], *, status: SubscriberStatus, source: str, now: datetime
+    ) -> list[ImportVerdict]: ...
+    def frequency_of(self, subscriber_id: int) -> Frequency | None: ...
+    def set_frequency(self, subscriber_id: int, frequency: Frequency, now: datetime) -> None: ...
     def prune_pending(self, created_before: datetime) -> int: ...
     def export_subscriber(self, email: str) -> dict[str, Any] | None: ...
     def erase_subscriber(
@@ -87,11 +110,12 @@ class SignupRequest:
     source: str  # which form: "subscribe-page", "embed", "snippet", "cli", "expired-link"
     visitor: Visitor = Visitor()
     page_url: str = ""
-    consent_version: str = ""  # the version of the wording the form showed; "" = current
+    consent_version: str = ""  # the wording the server rendered for this form; "" = current
     at: datetime | None = None  # when it was asked (the web records it later); None = now
+    frequency: Frequency = Frequency.DAILY  # every day, or the weekly round-up
 
 
-class SignupOutcome(enum.StrEnum):
+class SignupResult(enum.StrEnum):
     SENT = "confirmation sent"
     ALREADY_ACTIVE = "already active; nothing sent"
     TOO_SOON = "a confirmation went out minutes ago; nothing sent"
@@ -99,7 +123,7 @@ class SignupOutcome(enum.StrEnum):
     GONE = "the address was erased meanwhile; nothing sent"
 
 
-class ConfirmOutcome(enum.StrEnum):
+class ConfirmResult(enum.StrEnum):
     CONFIRMED = "confirmed"
     ALREADY_ACTIVE = "already-active"
     NO_REQUEST = "no-request"  # nothing open to confirm: the link was used or superseded
@@ -109,16 +133,16 @@ class ConfirmOutcome(enum.StrEnum):
 @dataclass(frozen=True)
 class Signup:
     subscriber: Subscriber
-    outcome: SignupOutcome
+    outcome: SignupResult
     mail: ConfirmationMail | None = None
 
 
 @dataclass(frozen=True)
 class ConfirmLink:
-    """A confirm token read: the subscriber it names (None if forged or foreign) and when it
-    was signed, which tells which of the subscriber's requests it answers."""
+    """A confirm token read: whom it names (None if forged or foreign) and when it was signed,
+    which tells which of the subscriber's requests it answers."""
 
-    subscriber_id: int | None
+    subscriber: SubscriberRef | None
     issued_at: datetime | None = None
     expired: bool = False
 
@@ -131,57 +155,70 @@ class Subscriptions:
         settings: Settings,
         store: SubscriptionStore,
         transport: Transport,
-        clock: Clock = utc_now,
+        clock: Clock,
+        sign: Signer | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.transport = transport
         self.clock = clock
         max_age = timedelta(days=settings.confirm_max_age_days)
-        self.tokens = Tokens(settings.secret_keys, max_age, clock=lambda: clock().timestamp())
-        self.mailer = ConfirmationMailer(settings)
+        self.tokens = Tokens(settings.secret_keys, max_age, clock)
+        self.mailer = ConfirmationMailer(settings, sign)
 
     # signing up
 
     def sign_up(self, request: SignupRequest) -> Signup:
         """Pending (or still suppressed) address plus a confirmation mail for the caller to send.
 
-        AddressError for an invalid address. An active address gets nothing, so asking again
-        cannot be used to mail a reader who is already subscribed.
+        AddressError for an address we cannot deliver to (nothing stored). An active address
+        gets nothing, so asking again cannot be used to mail a reader who is already
+        subscribed; but the work up to that decision is the same (see the module docstring).
         """
-        email = normalize_address(request.address)
+        email = self.normalize(request.address)
         now = request.at or self.clock()
-        subscriber = self.store.get_subscriber(email) or self._add_pending(email, request, now)
-        if subscriber.status is SubscriberStatus.ACTIVE:
-            return Signup(subscriber, SignupOutcome.ALREADY_ACTIVE)
+        subscriber = self.store.pending_subscriber(
+            email, mailbox=mailbox_key(email), source=request.source, now=now
+        )
         return self._request_confirmation(subscriber, request, now)
+
+    def normalize(self, raw: str) -> str:
+        """The stored form of an address this deployment can deliver to, or AddressError."""
+        return normalize_address(raw, smtputf8=self.settings.smtp.smtputf8)
 
     def renewal(self, subscriber: Subscriber, visitor: Visitor) -> SignupRequest:
         """The sign-up that answers "send me a new link" on an expired or used confirm link."""
         return SignupRequest(subscriber.email, "expired-link", visitor, at=self.clock())
 
-    async def send(self, mail: ConfirmationMail) -> str:
-        """Send one confirmation over its own connection; DeliveryError if refused."""
+    def rehearse(self, request: SignupRequest) -> None:
+        """A sign-up's work without its effects, for a bot the honeypot caught.
+
+        The same reads and the same mail built, nothing stored and nothing to send, so the bot
+        cannot tell from our timing that it was caught.
+        """
+        email = self.normalize(request.address)
+        found = self.store.get_subscriber(email)
+        token = self.tokens.confirm(found.public_id if found else new_public_id())
+        self.mailer.build(email, confirm_url(self.settings.base_url, token), self.clock())
+
+    async def send(self, mail: ConfirmationMail | None) -> str:
+        """Send one confirmation over its own connection; DeliveryError if refused.
+
+        Without a mail the session is opened and closed all the same: the web app does that
+        for every sign-up, so an address that gets no mail costs the same work as one that does.
+        """
         connection = await self.transport.connect()
         try:
+            if mail is None:
+                return ""
             return await connection.send(self.settings.from_address, mail.recipient, mail.data)
         finally:
             await connection.close()
 
-    def _add_pending(self, email: str, request: SignupRequest, now: datetime) -> Subscriber:
-        try:
-            return self.store.add_subscriber(
-                email, status=SubscriberStatus.PENDING, source=request.source, now=now
-            )
-        except SuppressedAddressError:  # it appeared, suppressed, since we looked
-            found = self.store.get_subscriber(email)
-            assert found is not None
-            return found
-
     def _request_confirmation(
         self, subscriber: Subscriber, request: SignupRequest, now: datetime
     ) -> Signup:
-        link = confirm_url(self.settings.base_url, self.tokens.confirm(subscriber.id))
+        link = confirm_url(self.settings.base_url, self.tokens.confirm(subscriber.public_id))
         mail = self.mailer.build(subscriber.email, link, now)
         web = self.settings.web
         consent = ConsentRequest(
@@ -192,65 +229,53 @@ class Subscriptions:
             user_agent=request.visitor.user_agent,
             mail_sha256=hashlib.sha256(mail.data).hexdigest(),
             mail_message_id=mail.message_id,
+            frequency=request.frequency if self.settings.weekly.enabled else Frequency.DAILY,
         )
         limits = MailLimits(timedelta(minutes=web.resend_after_minutes), web.address_limit_per_day)
         result = self.store.record_consent_request(subscriber.id, consent, limits, now)
         outcome = {
-            "recorded": SignupOutcome.SENT,
-            "too-soon": SignupOutcome.TOO_SOON,
-            "daily-limit": SignupOutcome.DAILY_LIMIT,
-        }.get(result, SignupOutcome.GONE)
-        return Signup(subscriber, outcome, mail if outcome is SignupOutcome.SENT else None)
+            "recorded": SignupResult.SENT,
+            "already-active": SignupResult.ALREADY_ACTIVE,
+            "too-soon": SignupResult.TOO_SOON,
+            "daily-limit": SignupResult.DAILY_LIMIT,
+        }.get(result, SignupResult.GONE)
+        return Signup(subscriber, outcome, mail if outcome is SignupResult.SENT else None)
 
     # links
 
     def read_confirm_link(self, token: str) -> ConfirmLink:
         """Verify a confirm token; an expired but genuine one still names its subscriber."""
         try:
-            self.tokens.read_confirm(token)
-            expired = False
-        except TokenExpiredError:
-            expired = True
+            read = self.tokens.inspect_confirm(token)
         except TokenError:
             return ConfirmLink(None)
-        stamped = self._stamped(token)
-        if stamped is None:
-            return ConfirmLink(None)
-        return ConfirmLink(stamped[0], stamped[1], expired)
+        return ConfirmLink(read.subscriber, read.issued_at, read.expired)
 
-    def _stamped(self, token: str) -> tuple[int, datetime] | None:
-        """The id in a genuine confirm token and when it was signed, whatever its age.
-
-        `Tokens` says whether a token is valid or expired but neither whose an expired token is
-        nor when a token was signed, so the signature is checked again here with the same keys
-        and salt, without an age limit: only after `Tokens` has accepted the token as ours.
-        """
-        serializer = URLSafeTimedSerializer(list(self.settings.secret_keys), salt=CONFIRM_SALT)
-        try:
-            value, signed = serializer.loads(token, return_timestamp=True)
-        except BadData:
-            return None
-        if type(value) is not int or value < 0:
-            return None
-        return value, signed.astimezone(UTC)
-
-    def read_unsubscribe_link(self, token: str) -> int | None:
+    def read_unsubscribe_link(self, token: str) -> SubscriberRef | None:
         try:
             return self.tokens.read_unsubscribe(token)
         except TokenError:
             return None
 
-    def confirm(self, link: ConfirmLink, visitor: Visitor) -> ConfirmOutcome:
+    def find(self, ref: SubscriberRef) -> Subscriber | None:
+        """The subscriber a genuine link names, by public id (or, in old links, database id)."""
+        if ref.public_id is not None:
+            return self.store.get_subscriber_by_public_id(ref.public_id)
+        if ref.legacy_id is not None:
+            return self.store.get_subscriber_by_id(ref.legacy_id)
+        return None
+
+    def confirm(self, link: ConfirmLink, visitor: Visitor) -> ConfirmResult:
         """Record the confirmation and activate; repeating it changes nothing.
 
         The link confirms the newest open request made before it was signed, so an older link
         cannot answer a newer request (say, one made after the reader unsubscribed).
         """
-        if link.subscriber_id is None or link.issued_at is None or link.expired:
+        if link.subscriber is None or link.issued_at is None or link.expired:
             raise ValueError("confirm needs a valid, unexpired confirm link")
-        subscriber = self.store.get_subscriber_by_id(link.subscriber_id)
+        subscriber = self.find(link.subscriber)
         if subscriber is None:
-            return ConfirmOutcome.UNKNOWN
+            return ConfirmResult.UNKNOWN
         result = self.store.confirm_consent(
             subscriber.id,
             now=self.clock(),
@@ -259,13 +284,21 @@ class Subscriptions:
             requested_before=link.issued_at + TOKEN_STAMP_SLACK,
             clear_hashes=self.address_hashes(subscriber.email),
         )
-        return ConfirmOutcome(result)
+        return ConfirmResult(result)
 
-    def unsubscribe(self, subscriber_id: int) -> Subscriber | None:
+    def set_frequency(self, ref: SubscriberRef, frequency: Frequency) -> Subscriber | None:
+        """Daily or weekly from the next issue on; None for a link that names nobody we mail."""
+        subscriber = self.find(ref)
+        if subscriber is None or subscriber.status.suppressed:
+            return None
+        self.store.set_frequency(subscriber.id, frequency, self.clock())
+        return subscriber
+
+    def unsubscribe(self, ref: SubscriberRef) -> Subscriber | None:
         """Stop all mail to the subscriber at once; a repeat or a bounced address is left as is."""
-        subscriber = self.store.get_subscriber_by_id(subscriber_id)
+        subscriber = self.find(ref)
         if subscriber is not None and not subscriber.status.suppressed:
-            self.store.set_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED, self.clock())
+            self.store.set_status(subscriber.id, SubscriberStatus.UNSUBSCRIBED, self.clock())
         return subscriber
 
     # operators
@@ -274,14 +307,16 @@ class Subscriptions:
         self, raw: str, status: SubscriberStatus, source: str
     ) -> Subscriber:
         """For imports and `add --active`: consent held elsewhere, so no mail; never erased ones."""
-        email = normalize_address(raw)
+        email = self.normalize(raw)
         if self.store.is_suppressed(self.address_hashes(email)):
             raise SuppressedAddressError(email, "erased on request; only a new sign-up can return")
-        return self.store.add_subscriber(email, status=status, source=source, now=self.clock())
+        return self.store.add_subscriber(
+            email, status=status, source=source, now=self.clock(), mailbox=mailbox_key(email)
+        )
 
     def export(self, raw: str) -> dict[str, Any]:
         """Everything stored about a person, consent records included, as JSON-ready data."""
-        email = normalize_address(raw)
+        email = normalize_address(raw, smtputf8=True)  # find whatever may have been stored
         stored = self.store.export_subscriber(email)
         return {
             "address": email,
@@ -292,7 +327,7 @@ class Subscriptions:
 
     def erase(self, raw: str) -> dict[str, int]:
         """Delete the person's data; keep the keyed hash that refuses the address later."""
-        email = normalize_address(raw)
+        email = normalize_address(raw, smtputf8=True)  # find whatever may have been stored
         newest = self.address_hashes(email)[0]
         return self.store.erase_subscriber(email, address_hash=newest, now=self.clock())
 

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.bounces import Verp, is_hard_bounce, parse_dsn
-from newsletter.cli import main
-from newsletter.config import load_settings
+from newsletter.bounces import Verp, is_hard_bounce
+from newsletter.cli.main import main
+from newsletter.mail.inbound import parse_dsn
 from newsletter.models import SubscriberStatus
-from newsletter.store import open_store
-from tests.feedserver import FeedServer
-from tests.smtp_server import SmtpServer
-from tests.world import ISSUE_DATE, SAMPLE, SECRET, World, make_config
+from tests.support.config import SAMPLE, make_config
+from tests.support.feedserver import FeedServer
+from tests.support.smtp_server import SmtpServer
+from tests.support.world import ISSUE_DATE, SECRET, Deployment
 
 VERP_DOMAIN = "bounce.ree-news.example.com"
 
@@ -96,7 +96,7 @@ def _reparse(message: Message) -> Message:
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
     with FeedServer() as feeds, SmtpServer() as smtp:
         feeds.add_file("/feed/", SAMPLE)
@@ -106,15 +106,15 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             smtp.port,
             replace={'verp_domain = ""': f'verp_domain = "{VERP_DOMAIN}"'},
         )
-        store = open_store(load_settings(config).database_url)
-        world = World(config, feeds, smtp, store)
+        world = Deployment.on(config, feeds, smtp)
+        store = world.store
         for address in ("ann@example.org", "bob@example.org", "cy@example.org"):
             world.add(address)
         yield world
         store.close()
 
 
-def test_send_uses_a_verp_sender_per_recipient(world: World) -> None:
+def test_send_uses_a_verp_sender_per_recipient(world: Deployment) -> None:
     assert world.send("--date", ISSUE_DATE) == 0
     verp = Verp([SECRET], VERP_DOMAIN)
     for received in world.smtp.messages:
@@ -124,7 +124,7 @@ def test_send_uses_a_verp_sender_per_recipient(world: World) -> None:
 
 @pytest.mark.parametrize("kind", ["mbox", "maildir"])
 def test_bounces_command_marks_hard_bounces_found_by_verp_or_address(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+    world: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
 ) -> None:
     verp = Verp([SECRET], VERP_DOMAIN)
     notices = [
@@ -149,7 +149,7 @@ def test_bounces_command_marks_hard_bounces_found_by_verp_or_address(
 
 
 def test_status_lists_recent_issues_with_counts(
-    world: World, capsys: pytest.CaptureFixture[str]
+    world: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--config", str(world.config), "status"]) == 0
     assert "no issues yet" in capsys.readouterr().out
@@ -157,12 +157,13 @@ def test_status_lists_recent_issues_with_counts(
     capsys.readouterr()
     assert main(["--config", str(world.config), "status"]) == 0
     out = capsys.readouterr().out
-    assert re.search(rf"^{ISSUE_DATE}\s+sent\s+sent \S+ \S+ UTC\s+sent=3$", out, re.M)
+    assert re.search(rf"^{ISSUE_DATE}\s+sent\s+ended \S+ \S+ UTC\s+sent=3$", out, re.M)
+    assert re.search(r"^\s+not reached: 0$", out, re.M)
     assert "subscribers: pending=0, active=3" in out
 
 
 def test_mailto_unsubscribe_requests_are_honoured(
-    world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    world: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Take the mailto URI from a message as sent, write the mail a client would, process it."""
     from email import message_from_bytes

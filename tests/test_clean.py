@@ -11,6 +11,7 @@ from newsletter.clean import (
     extract_highlights,
     fix_text,
     html_to_text,
+    one_line,
     repair_mojibake,
     safe_url,
     sanitize_html,
@@ -138,11 +139,38 @@ def test_correct_text_is_left_alone(text: str) -> None:
     assert repair_mojibake(text) == text
 
 
-def test_fix_text_decodes_entities_and_makes_one_line() -> None:
-    assert fix_text("Lynas&#8217; plant &amp; more") == "Lynas’ plant & more"
+def test_fix_text_makes_one_line_and_decodes_nothing_again() -> None:
+    # a plain-text field is already decoded: "&amp;" in it is what the author wrote
+    assert fix_text("Lynas&#8217; plant &amp; more") == "Lynas&#8217; plant &amp; more"
+    assert fix_text("History of the &lt;blink&gt; tag") == "History of the &lt;blink&gt; tag"
     assert fix_text("Prices up\r\nBcc: x@example.com\x00\x1b") == "Prices up Bcc: x@example.com"
     assert fix_text("  a\u2028b\tc\xa0 ") == "a b c"
     assert fix_text("cafe\u0301") == "café"  # NFC
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "系列：专业稀土分离",  # fullwidth colon in Chinese
+        "ＮｄＰｒ　価格",  # fullwidth Latin and the ideographic space
+        "نامه‌ها و گزارش‌ها",  # Persian: zero-width non-joiner inside words
+        "traders 👩‍💻 cheer 👨‍👩‍👧",  # emoji joined by ZWJ
+        "The ﬁnal oﬃcial ﬁgures",  # ligatures
+        "Prix\u202f: 45\u00a0€",  # French narrow no-break space, no-break space
+        "क्षेत्र में",  # Devanagari conjunct (virama)
+    ],
+)
+def test_legitimate_text_is_kept_as_written(text: str) -> None:
+    assert fix_text(text) == text
+    assert one_line(text) == text
+    assert summarize(f"<p>{text}</p>") == text
+
+
+def test_one_line_drops_what_breaks_a_header_or_reverses_a_line() -> None:
+    assert one_line("Prices\r\nBcc: x\u2028y\u2029z") == "Prices Bcc: x y z"
+    assert one_line("evil\u202etxt.exe\u202c and \u2066isolate\u2069") == "eviltxt.exe and isolate"
+    assert one_line("\ufeffBOM\ue000private\x00x") == "BOMprivate x"
+    assert one_line("a \u00a0 b\u00a0c") == "a b\u00a0c"
 
 
 def test_mojibake_in_html_is_repaired_without_touching_markup() -> None:
@@ -167,6 +195,17 @@ def test_excerpt_tail_becomes_read_more_link(tail: str) -> None:
     html = clean_html(f"<p>The plant will restart {tail}</p>", LINK)
     expected = f'… <a href="{LINK}" rel="noopener">{READ_MORE}</a></p>'
     assert html == f"<p>The plant will restart{expected}"
+
+
+@pytest.mark.parametrize(
+    "ending",
+    ["restart. [&hellip;]", "restart.[…]", "restart, [...]", "restart… […]", "restart […]"],
+)
+def test_excerpt_ending_is_one_ellipsis(ending: str) -> None:
+    html = clean_html(f"<p>The plant will {ending}</p>", LINK)
+    assert html.startswith("<p>The plant will restart… <a ")
+    assert summarize(html) == "The plant will restart…"
+    assert summarize("<p>The plant will restart. …</p>") == "The plant will restart…"
 
 
 def test_excerpt_tail_without_a_link_is_just_an_ellipsis() -> None:

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from newsletter.config import load_settings
+from newsletter.mail.smtp import SmtpTransport
 from newsletter.models import IssueStatus
 from newsletter.pipeline import Run, run_issue
-from newsletter.store import open_store
-from newsletter.transport import SmtpTransport
-from tests.feedserver import FeedServer
-from tests.smtp_server import SmtpServer
-from tests.world import SAMPLE, SECRET, World, make_config
+from tests.support.config import SAMPLE, make_config
+from tests.support.feedserver import FeedServer
+from tests.support.smtp_server import SmtpServer
+from tests.support.world import SECRET, Deployment
 
 VICTIM = "full@example.org"
 
@@ -31,8 +31,8 @@ def test_issue_still_deferring_at_its_deadline_is_closed_by_a_later_run(
         feeds.add_file("/feed/", SAMPLE)
         config = make_config(tmp_path, [("REE News", feeds.url("/feed/"))], smtp.port)
         settings = load_settings(config)
-        store = open_store(settings.database_url)
-        world = World(config, feeds, smtp, store)
+        world = Deployment.on(config, feeds, smtp)
+        store = world.store
         world.add("ann@example.org")
         world.add(VICTIM)
         smtp.handler.behaviour = lambda at, rcpt: (
@@ -48,6 +48,6 @@ def test_issue_still_deferring_at_its_deadline_is_closed_by_a_later_run(
         now = datetime(2026, 11, 29, 7, 30, tzinfo=UTC)  # past the 24 h retry deadline
         asyncio.run(run_issue(run, date(2026, 11, 29)))
         closed = store.get_issue(settings.name, date(2026, 11, 28))
-        assert closed is not None and closed.status is IssueStatus.SENT
-        assert store.outcome_counts(closed.id) == {"sent": 1, "deferred": 1}
+        assert closed is not None and closed.status is IssueStatus.CLOSED
+        assert store.outcome_counts(closed.id) == {"sent": 1, "expired": 1}
         store.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -12,11 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from newsletter import feeds as feeds_package
 from newsletter.clean import READ_MORE
 from newsletter.config import FeedConfig, FetchConfig
 from newsletter.feeds import collect
 from newsletter.models import Article, FeedBatch, FeedReport, FeedState
-from tests.feedserver import FeedServer
+from tests.support.feedserver import FeedServer
 
 DATA = Path(__file__).parent / "data" / "feeds"
 SAMPLE = Path(__file__).parent.parent / "feeds" / "sample-ree-news.xml"
@@ -108,7 +111,7 @@ def test_request_carries_user_agent_and_feeds_are_fetched_concurrently(
     body = (DATA / "good-rss.xml").read_bytes()
     urls = [server.add(f"/slow{n}.xml", body, delay=0.6) for n in range(3)]
     batch = run([feed(f"Slow {n}", url) for n, url in enumerate(urls)])
-    assert all(r.ok for r in batch.reports)
+    assert all(r.ok for r in batch.reports), batch.reports
     arrivals = [request.at for request in server.requests]
     assert max(arrivals) - min(arrivals) < 0.6  # one after another would take 0.6 s each
     assert server.hits("/slow0.xml")[0].headers["user-agent"] == FETCH.user_agent
@@ -163,7 +166,7 @@ def test_html_page_is_not_a_feed(server: FeedServer) -> None:
         "/page", DATA / "not-a-feed.html", content_type="text/html; charset=utf-8"
     )
     failed = report(run([feed("Page", page)]), "Page")
-    assert (failed.ok, failed.error) == (False, "not an RSS or Atom feed")
+    assert (failed.ok, failed.error) == (False, "not an RSS, Atom or JSON feed")
 
 
 def test_unreachable_feed_next_to_good_one(server: FeedServer) -> None:
@@ -337,3 +340,218 @@ def test_bundled_sample_feed_has_a_full_issue() -> None:
     assert any(f">{READ_MORE}</a>" in a.summary_html for a in batch.articles)
     assert any(len(a.highlights) == 4 for a in issue)
     assert SAMPLE.stat().st_size < 60_000
+
+
+# Identity, links and bounds (issue 10)
+
+
+def rss(items: str, extra_ns: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"{extra_ns}><channel>'
+        f"<title>T</title><link>https://ree-news.example.com/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def test_guids_are_kept_as_given_and_links_resolved_against_the_feed(server: FeedServer) -> None:
+    body = rss(
+        "<item><title>Relative</title><guid>mw-1001</guid><link>/2026/11/27/a/</link>"
+        "<pubDate>Fri, 27 Nov 2026 08:00:00 GMT</pubDate></item>"
+        '<item><title>Permalink guid only</title><guid isPermaLink="true">mw-1002</guid>'
+        "<pubDate>Fri, 27 Nov 2026 09:00:00 GMT</pubDate></item>"
+    )
+    url = server.add("/feeds/news.xml", body)
+    batch = run([feed("News", url)])
+    relative = by_title(batch, "Relative")
+    assert relative.id == "mw-1001"  # not http://127.0.0.1:port/feeds/mw-1001
+    assert relative.link == server.url("/2026/11/27/a/")
+    only_guid = by_title(batch, "Permalink guid only")
+    assert only_guid.id == "mw-1002"
+    assert only_guid.link == server.url("/feeds/mw-1002")  # a permalink is a link: resolved
+    moved = server.add("/elsewhere/news.xml", body)
+    assert {a.id for a in run([feed("News", moved)]).articles} == {"mw-1001", "mw-1002"}
+
+
+def test_fetches_are_bounded_by_the_configured_concurrency(server: FeedServer) -> None:
+    body = (DATA / "good-rss.xml").read_bytes()
+    urls = [server.add(f"/slow{n}.xml", body, delay=0.4) for n in range(6)]
+    fetch = FetchConfig(timeout=10, max_bytes=1_000_000, user_agent="t", concurrency=2)
+    batch = run([feed(f"Slow {n}", url) for n, url in enumerate(urls)], fetch=fetch)
+    assert all(r.ok for r in batch.reports), batch.reports
+    arrivals = sorted(request.at for request in server.requests)
+    # at most two requests at a time: the third starts only when the first has answered
+    assert all(later - earlier >= 0.35 for earlier, later in itertools.pairwise(arrivals[::2]))
+    assert arrivals[1] - arrivals[0] < 0.3  # but two do run together
+
+
+def test_long_titles_and_links_are_capped_with_a_note(server: FeedServer) -> None:
+    huge_title = "Neodymium " * 12_000  # 120 KB
+    huge_link = "https://evil.example/?" + "a" * 110_000
+    body = rss(
+        f"<item><title>{huge_title}</title><guid>t-1</guid><link>https://ok.example/t</link>"
+        "<description>Fine.</description></item>"
+        f"<item><title>Long link</title><guid>t-2</guid><link>{huge_link}</link>"
+        "<description>Fine too.</description></item>"
+    )
+    url = server.add("/caps.xml", body)
+    batch = run([feed("Caps", url)])
+    titled = next(a for a in batch.articles if a.id == "t-1")
+    assert len(titled.title) <= 300 and titled.title.endswith("…")
+    linked = next(a for a in batch.articles if a.id == "t-2")
+    assert (linked.title, linked.link) == ("Long link", "")
+    note = report(batch, "Caps").note
+    assert note is not None and "1 link(s) over 2,000 characters dropped" in note
+
+
+def test_a_feed_with_thousands_of_entries_gives_the_first_500(server: FeedServer) -> None:
+    items = "".join(f"<item><title>N{n}</title><guid>n-{n}</guid></item>" for n in range(700))
+    url = server.add("/dump.xml", rss(items))
+    batch = run([feed("Dump", url)])
+    assert len(batch.articles) == 500
+    note = report(batch, "Dump").note
+    assert note is not None and "200 entries beyond the first ones ignored" in note
+
+
+def test_tracking_parameters_go_and_the_clean_link_recognises_the_story(
+    server: FeedServer,
+) -> None:
+    story = "https://ree-news.example.com/2026/11/27/lynas/"
+    first = server.add(
+        "/a.xml",
+        rss(
+            f"<item><title>Lynas up</title><guid>a-1</guid>"
+            f"<link>{story}?utm_source=rss&amp;utm_medium=rss&amp;utm_campaign=lynas</link>"
+            "<pubDate>Fri, 27 Nov 2026 08:00:00 GMT</pubDate></item>"
+        ),
+    )
+    second = server.add(
+        "/b.xml",
+        rss(
+            f"<item><title>Lynas up (syndicated)</title><guid>partner-9</guid>"
+            f"<link>{story}?fbclid=abc&amp;utm_source=partner#top</link>"
+            "<pubDate>Fri, 27 Nov 2026 09:00:00 GMT</pubDate></item>"
+        ),
+    )
+    batch = run([feed("A", first), feed("B", second)])
+    assert [(a.id, a.link) for a in batch.articles] == [("a-1", story)]
+
+
+def test_titles_are_decoded_exactly_once(server: FeedServer) -> None:
+    atom = (
+        '<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>'
+        '<entry><title type="text">Escaping: &amp;lt;b&amp;gt; &amp;amp; more</title>'
+        "<id>urn:x:1</id><updated>2026-11-27T08:00:00Z</updated><summary>s</summary></entry>"
+        '<entry><title type="html">History of the &amp;lt;blink&amp;gt; tag</title>'
+        "<id>urn:x:2</id><updated>2026-11-27T09:00:00Z</updated><summary>s</summary></entry>"
+        "</feed>"
+    )
+    url = server.add("/atom.xml", atom.encode(), content_type="application/atom+xml")
+    words = run([feed("A", url)])
+    assert by_title(words, "Escaping").title == "Escaping: &lt;b&gt; &amp; more"
+    assert by_title(words, "History").title == "History of the <blink> tag"
+    plain = server.add(
+        "/rss.xml",
+        rss("<item><title>History of the &lt;blink&gt; tag</title><guid>b</guid></item>"),
+    )
+    assert run([feed("R", plain)]).articles[0].title == "History of the <blink> tag"
+
+
+# JSON Feed 1.1
+
+
+def json_feed(items: list[object], version: str = "1.1") -> bytes:
+    return json.dumps(
+        {"version": f"https://jsonfeed.org/version/{version}", "title": "J", "items": items}
+    ).encode()
+
+
+JSON_ITEMS: list[object] = [
+    {
+        "id": "https://ree-news.example.com/?p=501",
+        "url": "/2026/11/27/json-story/?utm_source=jsonfeed",
+        "title": "JSON &amp; <b>plain</b> title",
+        "content_html": '<p onclick="x()">Dysprosium rose.</p><script>alert(1)</script>'
+        "<ul><li>Point one</li><li>Point two</li></ul>",
+        "summary": "A plain summary <not a tag>.",
+        "date_published": "2026-11-27T08:30:00+01:00",
+        "authors": [{"name": "Ann Author", "url": "mailto:ann@example.com"}, {"name": "Bo"}],
+    },
+    {
+        "id": 502,  # version 1.0 feeds send numbers
+        "external_url": "https://elsewhere.example/story",
+        "content_text": "First paragraph.\n\nSecond <para>.",
+        "date_modified": "2026-11-27T10:00:00Z",
+        "author": {"name": "Old Style"},
+    },
+    {"id": "undated", "title": "No date", "content_text": "Text.", "date_published": "soon"},
+    {"id": "empty"},  # nothing to show: debris
+    "not an object",
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/feed.json", "application/feed+json"),
+        ("/feed-json", "application/json; charset=utf-8"),
+        ("/sniffed", "text/plain"),
+    ],
+)
+def test_json_feed_becomes_clean_articles(server: FeedServer, path: str, content_type: str) -> None:
+    url = server.add(path, json_feed(JSON_ITEMS), content_type=content_type)
+    batch = run([feed("JSON", url)])
+    assert report(batch, "JSON").articles == 3
+    first = by_title(batch, "JSON")
+    assert first.id == "https://ree-news.example.com/?p=501"
+    assert first.title == "JSON &amp; <b>plain</b> title"  # plain text: shown as written
+    assert first.link == server.url("/2026/11/27/json-story/")
+    assert first.published == datetime(2026, 11, 27, 7, 30, tzinfo=UTC)
+    assert first.author == "Ann Author, Bo"
+    assert "script" not in first.content_html and "onclick" not in first.content_html
+    assert first.highlights == ("Point one", "Point two")
+    assert first.summary_text == "A plain summary <not a tag>."
+    second = next(a for a in batch.articles if a.id == "502")
+    assert (second.link, second.author) == ("https://elsewhere.example/story", "Old Style")
+    assert second.summary_html == "<p>First paragraph.</p>\n<p>Second &lt;para&gt;.</p>"
+    assert second.title == "(untitled)"
+    undated = by_title(batch, "No date")
+    assert (undated.published, undated.dated_by_feed) == (NOW, False)
+
+
+def test_a_local_json_feed_file_is_read_too(tmp_path: Path) -> None:
+    path = tmp_path / "feed.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json_feed(JSON_ITEMS[:1], version="1"))
+    assert run([feed("Local", str(path))]).articles[0].id == "https://ree-news.example.com/?p=501"
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": [', "not a valid JSON Feed"),
+        (b'{"version": "1.1", "items": []}', "not a JSON Feed"),
+        (b'{"version": "https://jsonfeed.org/version/1.1", "items": {}}', "not a valid JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "not a valid JSON Feed"),
+    ],
+)
+def test_broken_json_feeds_are_reported(server: FeedServer, body: bytes, error: str) -> None:
+    url = server.add("/bad.json", body, content_type="application/feed+json")
+    failed = report(run([feed("Bad", url)]), "Bad")
+    assert not failed.ok and failed.error is not None and failed.error.startswith(error)
+
+
+def test_bodies_are_read_within_a_budget_per_feed(
+    server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cleaning garbled text is slow: a feed gets so many characters of bodies, then less."""
+    monkeypatch.setattr(feeds_package, "FEED_TEXT_BUDGET", 10_000)
+    body = "<p>" + "Neodymium oxide prices rose again. " * 230 + "</p>"  # ~8,000 characters
+    items = "".join(
+        f"<item><title>B{n}</title><guid>b-{n}</guid><description><![CDATA[{body}]]>"
+        "</description></item>"
+        for n in range(5)
+    )
+    batch = run([feed("Budget", server.add("/budget.xml", rss(items)))])
+    lengths = [len(a.content_html) for a in sorted(batch.articles, key=lambda a: a.id)]
+    assert lengths[0] > 7_000 and all(length < 2_100 for length in lengths[1:])
+    assert all(a.summary_text for a in batch.articles)  # every entry still has its summary
+    note = report(batch, "Budget").note
+    assert note is not None and "4 long article bodies read only in part" in note

@@ -13,18 +13,18 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.smtp import AuthResult
 
-from newsletter.cli import main
+from newsletter.cli.main import main
 from newsletter.models import IssueStatus, SubscriberStatus
-from newsletter.store_schema import deliveries
-from tests.smtp_server import DROP, STALL, SmtpServer
-from tests.world import ISSUE_DATE, SECRET, World, deployment
+from newsletter.store.schema import deliveries
+from tests.support.smtp_server import DROP, STALL, SmtpServer
+from tests.support.world import ISSUE_DATE, SECRET, Deployment, deployment
 
 READERS = [f"reader{n:02d}@example.org" for n in range(12)]
 
 
 def world_on(
     tmp_path: Path, smtp: SmtpServer, replace: dict[str, str] | None = None
-) -> AbstractContextManager[World]:
+) -> AbstractContextManager[Deployment]:
     swaps = {"connections = 4 ": "connections = 2 ", "timeout = 30 ": "timeout = 1 "}
     swaps.update(replace or {})
     return deployment(tmp_path, smtp, READERS, replace=swaps)
@@ -35,11 +35,11 @@ def secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
 
 
-def copies(world: World) -> Counter[str]:
+def copies(world: Deployment) -> Counter[str]:
     return Counter(message.rcpt_tos[0] for message in world.smtp.messages)
 
 
-def assert_agree(world: World) -> None:
+def assert_agree(world: Deployment) -> None:
     """Every SENT row has exactly one copy in the sink and every copy has a SENT row."""
     sent = {address for address, status in world.ledger().items() if status == "sent"}
     received = copies(world)
@@ -122,7 +122,7 @@ def _date() -> date:
     return date.fromisoformat(ISSUE_DATE)
 
 
-def _make_retry_due(world: World) -> None:
+def _make_retry_due(world: Deployment) -> None:
     """The deferred row's next attempt is 30 minutes away; move it to now instead of waiting."""
     with world.store.engine.begin() as conn:
         conn.execute(sa.update(deliveries).values(next_attempt=None))

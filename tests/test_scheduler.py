@@ -9,6 +9,7 @@ for a send time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
@@ -24,23 +25,29 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from newsletter.cli import main
+from newsletter.cli.main import main
+from newsletter.cli.run import IssueSender
 from newsletter.config import Settings, load_settings
+from newsletter.lifecycle import plan
+from newsletter.mail.smtp import SmtpTransport
 from newsletter.models import (
     DeliveryStatus,
     Digest,
+    Frequency,
     IssueStatus,
     Outcome,
     RunSummary,
     SubscriberStatus,
 )
 from newsletter.ports import Store
-from newsletter.scheduler import DailyScheduler, DailyTrigger, IssueSender, what_is_due
-from newsletter.selection import issue_cutoff
+from newsletter.scheduler import DailyScheduler, DailyTrigger, IssueRunner
 from newsletter.store import SqlStore, open_store
-from newsletter.transport import SmtpTransport
-from tests.smtp_server import SmtpServer
-from tests.world import ROOT, SAMPLE, SECRET, closed_port, make_config
+from newsletter.timing import issue_cutoff
+from tests.support.clock import T0, FakeClock
+from tests.support.config import ROOT, SAMPLE, closed_port, make_config
+from tests.support.faketime import wall_clock_env
+from tests.support.smtp_server import SmtpServer
+from tests.support.world import SECRET
 
 LONDON = ZoneInfo("Europe/London")
 ACTIVE = SubscriberStatus.ACTIVE
@@ -87,7 +94,8 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
 def recorder(settings: Settings, store: Store, clock: Clock, calls: Calls) -> DailyScheduler:
     """A scheduler whose send records the call and stores the issue as sent."""
 
-    async def send(day: date) -> None:
+    async def send(day: date, kind: Frequency) -> None:
+        assert kind is Frequency.DAILY  # [weekly] is off in these tests
         calls.append((clock(), day))
         issue = store.get_issue(settings.name, day) or store.create_issue(
             settings.name, day, issue_cutoff(settings, day), DIGEST, clock()
@@ -196,41 +204,70 @@ def test_a_restart_does_not_send_an_issue_already_sent(
     assert run_days(settings, store, clock, again, again + timedelta(hours=2)) == []
 
 
-def test_an_unfinished_issue_is_resumed_even_after_the_stale_window(
+def reached_one(store: Store, settings: Settings, day: date, clock: Clock) -> None:
+    """An unfinished issue of `day` that reached one reader and has one more to go."""
+    issue = store.create_issue(settings.name, day, issue_cutoff(settings, day), DIGEST, clock())
+    first = store.add_subscriber("first@example.org", status=ACTIVE, source="t", now=clock())
+    store.add_subscriber("second@example.org", status=ACTIVE, source="t", now=clock())
+    store.record_outcome(issue.id, first.id, Outcome(DeliveryStatus.SENT, "250 ok"), clock())
+
+
+def test_an_issue_that_reached_someone_is_resumed_even_after_the_stale_window(
     tmp_path: Path, store: SqlStore, clock: Clock
 ) -> None:
     settings = settings_for(tmp_path)
     day = date(2026, 11, 27)
-    store.create_issue(settings.name, day, issue_cutoff(settings, day), DIGEST, clock())
+    clock.now = issue_cutoff(settings, day)
+    reached_one(store, settings, day, clock)
     start = issue_cutoff(settings, day) + timedelta(hours=8)
     calls = run_days(settings, store, clock, start, start + timedelta(hours=1))
-    assert calls == [(start + timedelta(minutes=15), day)]  # the first sweep after start-up
+    assert calls == [(start, day)]  # the plan runs at start-up
 
 
-@pytest.mark.parametrize(
-    ("after", "stored", "send"),
-    [
-        (timedelta(minutes=1), None, True),
-        (timedelta(hours=6, minutes=1), None, False),
-        (timedelta(hours=1), IssueStatus.SENT, False),
-        (timedelta(hours=23), IssueStatus.SENDING, True),  # retry deadline: 24 h after cutoff
-    ],
-)
-def test_what_is_due(
-    tmp_path: Path,
-    store: SqlStore,
-    after: timedelta,
-    stored: IssueStatus | None,
-    send: bool,
+def test_an_issue_that_reached_nobody_is_held_after_the_stale_window(
+    tmp_path: Path, store: SqlStore, clock: Clock
 ) -> None:
     settings = settings_for(tmp_path)
     day = date(2026, 11, 27)
-    cutoff = issue_cutoff(settings, day)
+    clock.now = issue_cutoff(settings, day)
+    store.create_issue(settings.name, day, clock.now, DIGEST, clock.now)
+    store.add_subscriber("waiting@example.org", status=ACTIVE, source="t", now=clock.now)
+    start = issue_cutoff(settings, day) + timedelta(hours=8)
+    assert run_days(settings, store, clock, start, start + timedelta(hours=1)) == []
+    alerts = plan(settings, store, start).alerts
+    assert len(alerts) == 1 and "reached nobody" in alerts[0]
+    assert f"newsletter send --force --date {day}" in alerts[0]
+
+
+STALE_CASES = [
+    (timedelta(minutes=1), None, True, 0),
+    (timedelta(hours=6, minutes=1), None, False, 1),  # missed: the operator hears of it
+    (timedelta(hours=1), IssueStatus.SENT, False, 0),
+    (timedelta(hours=23), IssueStatus.SENDING, True, 0),  # reached someone; deadline is 24 h
+    (timedelta(hours=25), IssueStatus.SENDING, False, 1),  # past the deadline, one never tried
+]
+
+
+@pytest.mark.parametrize(("after", "stored", "sends", "alerts"), STALE_CASES)
+def test_the_plan(
+    tmp_path: Path,
+    store: SqlStore,
+    clock: Clock,
+    after: timedelta,
+    stored: IssueStatus | None,
+    sends: bool,
+    alerts: int,
+) -> None:
+    settings = settings_for(tmp_path)
+    day = date(2026, 11, 27)
+    clock.now = issue_cutoff(settings, day)
     if stored is not None:
-        issue = store.create_issue(settings.name, day, cutoff, DIGEST, cutoff)
-        store.set_issue_status(issue.id, stored, cutoff)
-    due = what_is_due(settings, store, cutoff + after)
-    assert (due.issue_date, due.send, due.stored) == (day, send, stored is not None)
+        reached_one(store, settings, day, clock)
+        issue = store.get_issue(settings.name, day)
+        assert issue is not None
+        store.set_issue_status(issue.id, stored, clock.now)
+    made = plan(settings, store, clock.now + after)
+    assert ((day, Frequency.DAILY) in made.sends) == sends and len(made.alerts) == alerts, made
 
 
 def test_deferred_readers_not_yet_due_leave_nothing_to_do(tmp_path: Path, store: SqlStore) -> None:
@@ -242,8 +279,40 @@ def test_deferred_readers_not_yet_due_leave_nothing_to_do(tmp_path: Path, store:
     retry_at = cutoff + timedelta(hours=2)
     deferred = Outcome(DeliveryStatus.DEFERRED, "451 4.3.0 try later", next_attempt=retry_at)
     store.record_outcome(issue.id, reader.id, deferred, cutoff)
-    assert not what_is_due(settings, store, cutoff + timedelta(hours=1)).send
-    assert what_is_due(settings, store, retry_at).send
+    assert plan(settings, store, cutoff + timedelta(hours=1)).sends == []
+    assert plan(settings, store, retry_at).sends == [(day, Frequency.DAILY)]
+
+
+def test_every_unfinished_issue_is_resumed_until_its_own_deadline(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    """With a 48 h deadline, day 1's deferred reader is still retried when day 2 is due."""
+    settings = settings_for(tmp_path)
+    settings = dataclasses.replace(
+        settings, delivery=dataclasses.replace(settings.delivery, retry_deadline_hours=48)
+    )
+    day1, day2 = date(2026, 11, 27), date(2026, 11, 28)
+    cutoff = issue_cutoff(settings, day1)
+    issue = store.create_issue(settings.name, day1, cutoff, DIGEST, cutoff)
+    sent = store.add_subscriber("sent@example.org", status=ACTIVE, source="t", now=cutoff)
+    later = store.add_subscriber("later@example.org", status=ACTIVE, source="t", now=cutoff)
+    store.record_outcome(issue.id, sent.id, Outcome(DeliveryStatus.SENT, "250 ok"), cutoff)
+    retry = cutoff + timedelta(hours=1)
+    deferred = Outcome(DeliveryStatus.DEFERRED, "451 later", next_attempt=retry)
+    store.record_outcome(issue.id, later.id, deferred, cutoff)
+    made = plan(settings, store, issue_cutoff(settings, day2) + timedelta(minutes=5))
+    assert made.sends == [(day1, Frequency.DAILY), (day2, Frequency.DAILY)] and made.alerts == []
+
+
+def reported(sender: IssueSender, reports: list[RunSummary]) -> IssueRunner[RunSummary]:
+    """The sender, keeping each run's summary for the test to read."""
+
+    async def run(issue_date: date, kind: Frequency) -> RunSummary:
+        summary = await sender(issue_date, kind)
+        reports.append(summary)
+        return summary
+
+    return run
 
 
 async def two_schedulers(settings: Settings, clock: Clock, reports: list[RunSummary]) -> None:
@@ -252,10 +321,8 @@ async def two_schedulers(settings: Settings, clock: Clock, reports: list[RunSumm
     for _ in range(2):
         store = open_store(settings.database_url)
         transport = SmtpTransport(settings.smtp)
-        sender = IssueSender(
-            settings, store, transport, asyncio.Event(), report=reports.append, clock=clock
-        )
-        schedules.append(DailyScheduler(settings, store, sender, clock))
+        sender = IssueSender(settings, store, transport, clock, asyncio.Event())
+        schedules.append(DailyScheduler(settings, store, reported(sender, reports), clock))
     for schedule in schedules:
         schedule.start()
     for schedule in schedules:
@@ -287,21 +354,34 @@ def test_two_schedulers_on_one_database_mail_each_reader_once(
     assert issue is not None and issue.status is IssueStatus.SENT
 
 
-def test_run_once_with_nothing_due_says_why_and_exits_0(
+def test_a_missed_day_alerts_until_the_operator_closes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
-    in_two_hours = datetime.now(UTC) + timedelta(hours=2)  # the last send time was 22 h ago
+    clock = FakeClock(T0)
+    in_two_hours = T0 + timedelta(hours=2)  # the last send time was 22 h ago
     swaps = {
         'timezone = "Europe/London"': 'timezone = "UTC"',
         'send_time = "07:00"': f'send_time = "{in_two_hours:%H:%M}"',
     }
     config = make_config(tmp_path, [("Sample", str(SAMPLE))], closed_port(), replace=swaps)
-    assert main(["--config", str(config), "run", "--once"]) == 0
-    out = capsys.readouterr().out
-    assert "nothing to send: " in out and "beyond delivery.stale_after_hours (6.0 h)" in out
+    missed = (T0 - timedelta(hours=22)).date()
+    assert main(["--config", str(config), "run", "--once"], clock=clock) == 4
+    err = capsys.readouterr().err
+    assert (
+        "needs the operator: " in err and "22 h ago, beyond delivery.stale_after_hours (6 h)" in err
+    )
+    assert f"newsletter close --date {missed}" in err and "next issue covers" in err
+    clock.advance(minutes=10)
+    assert main(["--config", str(config), "run", "--once"], clock=clock) == 4  # still not acted
+    capsys.readouterr()
+    assert main(["--config", str(config), "close", "--date", str(missed)], clock=clock) == 0
+    assert "abandoned" in capsys.readouterr().out
+    assert main(["--config", str(config), "run", "--once"], clock=clock) == 0
+    assert "nothing to send: " in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_serves_the_web_app_and_stops_at_once_on_sigterm(tmp_path: Path) -> None:
     port = closed_port()
     config = make_config(
@@ -310,7 +390,7 @@ def test_run_serves_the_web_app_and_stops_at_once_on_sigterm(tmp_path: Path) -> 
         closed_port(),
         replace={"port = 8000": f"port = {port}"},
     )
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": SECRET}
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": SECRET, **wall_clock_env(T0)}
     command = [sys.executable, "-m", "newsletter", "--config", str(config), "run"]
     process = subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -19,18 +19,18 @@ import pytest
 
 from newsletter.config import load_settings
 from newsletter.models import SubscriberStatus
-from newsletter.store import open_store
 from newsletter.tokens import Tokens
-from tests.feedserver import FeedServer
-from tests.smtp_server import SmtpServer
-from tests.world import ISSUE_DATE, SAMPLE, SECRET, World, closed_port, make_config
+from tests.support.config import SAMPLE, closed_port, make_config
+from tests.support.feedserver import FeedServer
+from tests.support.smtp_server import SmtpServer
+from tests.support.world import ISSUE_DATE, SECRET, Deployment
 
 ACTIVE = ["alice@example.org", "bob@example.net", "chen.li@example.com"]
 BROKEN_FEED = b"<?xml version='1.0'?><rss><channel><item><title>unterminated"
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
     with FeedServer() as feeds, SmtpServer() as smtp:
         feeds.add_file("/feed/", SAMPLE, etag='"sample-1"')
@@ -41,8 +41,8 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
             ("Unreachable", f"http://127.0.0.1:{closed_port()}/feed"),
         ]
         config = make_config(tmp_path, urls, smtp.port)
-        store = open_store(load_settings(config).database_url)
-        world = World(config, feeds, smtp, store)
+        world = Deployment.on(config, feeds, smtp)
+        store = world.store
         for address in ACTIVE:
             world.add(address)
         world.add("pending@example.org", SubscriberStatus.PENDING)
@@ -52,7 +52,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 
 
 def test_send_delivers_one_correct_copy_to_each_active_subscriber(
-    world: World, capsys: pytest.CaptureFixture[str]
+    world: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert world.send("--date", ISSUE_DATE) == 0
     out = capsys.readouterr().out
@@ -61,13 +61,15 @@ def test_send_delivers_one_correct_copy_to_each_active_subscriber(
     messages = world.received()
     assert Counter(m["To"] for m in messages) == Counter(ACTIVE)
     assert len({m["Message-ID"] for m in messages}) == len(ACTIVE)
-    tokens = Tokens([SECRET], timedelta(days=7))
+    tokens = Tokens([SECRET], timedelta(days=7), world.clock)
     for message in messages:
-        check_message(message, world.ids[str(message["To"])], tokens)
+        reader = world.store.get_subscriber(str(message["To"]))
+        assert reader is not None
+        check_message(message, reader.public_id, tokens)
     assert all(m.rcpt_tos[0] == m.rcpt_tos[0].lower() for m in world.smtp.messages)
 
 
-def check_message(message: EmailMessage, subscriber_id: int, tokens: Tokens) -> None:
+def check_message(message: EmailMessage, public_id: str, tokens: Tokens) -> None:
     assert str(message["Subject"]).startswith("REE Daily, 28 Nov 2026")
     assert message["From"].addresses[0].addr_spec == "daily@ree-news.example.com"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -76,7 +78,7 @@ def check_message(message: EmailMessage, subscriber_id: int, tokens: Tokens) -> 
     assert https is not None
     url = https.group(1)
     assert url.startswith("https://ree-news.example.com/newsletter/u/")
-    assert tokens.read_unsubscribe(url.rsplit("/", 1)[1]) == subscriber_id
+    assert tokens.read_unsubscribe(url.rsplit("/", 1)[1]).public_id == public_id
     plain, html = (part.get_content() for part in message.iter_parts())
     for body in (plain, html):
         assert "12 Foundry Lane" in body
@@ -87,7 +89,7 @@ def check_message(message: EmailMessage, subscriber_id: int, tokens: Tokens) -> 
 
 
 def test_second_send_on_the_same_day_sends_nothing_new(
-    world: World, capsys: pytest.CaptureFixture[str]
+    world: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert world.send("--date", ISSUE_DATE) == 0
     first = len(world.smtp.messages)
@@ -102,7 +104,7 @@ def database_fingerprint(config: Path) -> str:
 
 
 def test_dry_run_sends_nothing_changes_nothing_and_writes_the_digest(
-    world: World, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    world: Deployment, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     before = database_fingerprint(world.config)
     assert world.send("--dry-run", "--date", ISSUE_DATE) == 0
@@ -122,14 +124,14 @@ def test_dry_run_sends_nothing_changes_nothing_and_writes_the_digest(
     assert "__UNSUBSCRIBE_URL__" not in (folder / "digest.html").read_text(encoding="utf-8")
 
 
-def test_test_copy_goes_to_one_address_only_and_stores_nothing(world: World) -> None:
+def test_test_copy_goes_to_one_address_only_and_stores_nothing(world: Deployment) -> None:
     before = database_fingerprint(world.config)
     assert world.send("--to", "Editor@Example.org", "--date", ISSUE_DATE) == 0
     assert [m.rcpt_tos for m in world.smtp.messages] == [("editor@example.org",)]
     assert database_fingerprint(world.config) == before
 
 
-def test_an_article_sent_before_never_returns_even_if_redated(world: World) -> None:
+def test_an_article_sent_before_never_returns_even_if_redated(world: Deployment) -> None:
     assert world.send("--date", "2026-11-27") == 0
     first_ids = set(issue_articles(world, "2026-11-27"))
     assert first_ids
@@ -139,7 +141,7 @@ def test_an_article_sent_before_never_returns_even_if_redated(world: World) -> N
     assert second_ids and not first_ids & second_ids
 
 
-def issue_articles(world: World, day: str) -> tuple[str, ...]:
+def issue_articles(world: Deployment, day: str) -> tuple[str, ...]:
     settings = load_settings(world.config)
     issue = world.store.get_issue(settings.name, datetime.fromisoformat(day).date())
     assert issue is not None
@@ -147,7 +149,7 @@ def issue_articles(world: World, day: str) -> tuple[str, ...]:
 
 
 def test_empty_day_sends_nothing_and_says_so(
-    world: World, capsys: pytest.CaptureFixture[str]
+    world: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert world.send("--date", "2027-03-01") == 0
     assert world.smtp.messages == []
@@ -155,7 +157,7 @@ def test_empty_day_sends_nothing_and_says_so(
 
 
 def test_real_send_without_signing_key_stops_before_anything(
-    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    world: Deployment, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
     assert world.send("--date", ISSUE_DATE) == 1
@@ -163,7 +165,9 @@ def test_real_send_without_signing_key_stops_before_anything(
     assert world.smtp.messages == []
 
 
-def test_feed_validators_are_kept_only_when_nothing_waits_past_the_cutoff(world: World) -> None:
+def test_feed_validators_are_kept_only_when_nothing_waits_past_the_cutoff(
+    world: Deployment,
+) -> None:
     assert world.send("--date", "2026-11-27") == 0
     # The sample holds articles after the 27th's cutoff: a stored ETag could hide them for good.
     assert world.store.get_feed_state(world.feeds.url("/feed/")) is None
@@ -185,7 +189,7 @@ def test_send_signs_every_message_with_dkim_on_the_bytes_sent(
 ) -> None:
     import dkim
 
-    from newsletter.dkim_sign import RSA, generate_key
+    from newsletter.mail.dkim import RSA, generate_key
 
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
     key = generate_key("ree2026", RSA, tmp_path / "keys" / "ree2026.pem")
@@ -198,8 +202,8 @@ def test_send_signs_every_message_with_dkim_on_the_bytes_sent(
         config = make_config(
             tmp_path, [("REE News", feeds.url("/feed/"))], smtp.port, replace=swaps
         )
-        store = open_store(load_settings(config).database_url)
-        world = World(config, feeds, smtp, store)
+        world = Deployment.on(config, feeds, smtp)
+        store = world.store
         world.add("ann@example.org")
         world.add("bob@example.org")
         assert world.send("--date", ISSUE_DATE) == 0

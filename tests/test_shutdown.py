@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -24,13 +24,19 @@ import pytest
 from newsletter.config import load_settings
 from newsletter.models import IssueStatus, SubscriberStatus
 from newsletter.store import open_store
-from tests.smtp_server import RecordingHandler, SmtpServer
-from tests.world import ROOT, SECRET, closed_port, make_config
+from tests.support.clock import T0
+from tests.support.config import ROOT, closed_port, make_config
+from tests.support.faketime import wall_clock_env
+from tests.support.smtp_server import RecordingHandler, SmtpServer
+from tests.support.world import SECRET
 
 READERS = [f"reader{n:03d}@example.org" for n in range(300)]
 DELAY = 0.08  # seconds per message at the relay: 300 readers on 4 connections take ~6 s
+NOW = T0  # the instant the processes start at (their wall clock then runs on)
 STOP_AFTER = 40  # messages received before SIGTERM
 PROMPT = 3.0  # seconds from SIGTERM to exit; the rest of the send would take ~5 s
+
+pytestmark = pytest.mark.slow  # real processes (or a browser): `make test-fast` skips them
 
 
 def fresh_feed(path: Path, now: datetime) -> None:
@@ -46,8 +52,8 @@ def fresh_feed(path: Path, now: datetime) -> None:
 
 
 def due_now_config(tmp_path: Path, smtp_port: int) -> tuple[Path, date]:
-    """Send time a few minutes ago (UTC): the issue of that date is due, within the window."""
-    due = (datetime.now(UTC) - timedelta(minutes=5)).replace(second=0, microsecond=0)
+    """Send time a few minutes before NOW (UTC): the issue of that date is due, in the window."""
+    due = (NOW - timedelta(minutes=5)).replace(second=0, microsecond=0)
     fresh_feed(tmp_path / "fresh.xml", due)
     swaps = {
         'timezone = "Europe/London"': 'timezone = "UTC"',
@@ -59,7 +65,8 @@ def due_now_config(tmp_path: Path, smtp_port: int) -> tuple[Path, date]:
 
 
 def start(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": SECRET}
+    """The real command in its own process, its wall clock starting at NOW."""
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": SECRET, **wall_clock_env(NOW)}
     command = [sys.executable, "-m", "newsletter", "--config", str(config), *args]
     return subprocess.Popen(
         command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -99,7 +106,7 @@ def test_sigterm_mid_send_exits_promptly_and_the_next_run_resumes(
         store = open_store(settings.database_url)
         try:
             for reader in READERS:
-                store.add_subscriber(reader, status=SubscriberStatus.ACTIVE, source="t", now=now())
+                store.add_subscriber(reader, status=SubscriberStatus.ACTIVE, source="t", now=NOW)
             stop_mid_send(start(config, *command), smtp, stopped_status)
             first = Counter(message.rcpt_tos[0] for message in smtp.messages)
             issue = store.get_issue(settings.name, day)
@@ -133,7 +140,3 @@ def stop_mid_send(process: subprocess.Popen[bytes], smtp: SmtpServer, status: in
             process.kill()
             process.communicate()
     assert process.returncode == status and took < PROMPT, (took, log)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)

@@ -1,0 +1,203 @@
+"""DKIM signing (c=relaxed/relaxed) byte-identical to dkimpy 1.1, without its per-message cost.
+
+Of dkimpy's ~2.5 ms per 27 KB message (RSA already in OpenSSL, ~0.66 ms), ~0.9 ms are two
+`[\\t ]+` regex passes over the body: no literal prefix, so `re` tries them at every byte; the
+rest is re-parsing the key and the message on every call. This module keeps dkimpy's output
+bytes (tag order, `fold`, the b= handling) and changes how they are made: the body is
+canonicalized with literal-prefix searches, ~8x faster than those regexes; headers are parsed
+once per message for all keys; RSA and Ed25519 run in OpenSSL. dkimpy stays the reference:
+tests/mail/test_dkim_fast.py holds both to the same bytes, and dkimpy verifies ours.
+
+The time stamp (`t=`) is handed in, like every "now" in the engine.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+_WSP = re.compile(rb"[\t ]+")  # dkimpy's compress_whitespace
+_TRAILING_WSP = re.compile(rb"[\t ]+\r\n")  # dkimpy's strip_trailing_whitespace
+_SPACES = re.compile(rb"  +")  # literal prefix: scanned fast, unlike _WSP
+_LINE_END = re.compile(rb"\r?\n")
+# One header field: dkimpy's name rule `[\x21-\x7e]+?:` (up to the first colon) + continuations.
+_FIELD = re.compile(rb"([\x21-\x39\x3b-\x7e]+):([^\n]*\n(?:[ \t][^\n]*\n)*)")
+_FWS = rb"(?:(?:\s*\r?\n)?\s+)?"  # dkimpy's RE_BTAG, verbatim: empties b= before hashing
+_BTAG = re.compile(rb"([;\s]b" + _FWS + rb"=)(?:" + _FWS + rb"[a-zA-Z0-9+/=])*(?:\r?\n\Z)?")
+_BTAG_STARTS = tuple(c + b"b" for c in (b";", b" ", b"\t", b"\r", b"\n", b"\v", b"\f"))
+_NAME = b"DKIM-Signature"
+
+
+def _canon_lines(data: bytes) -> bytes:
+    """Relaxed body canonicalization without the end-of-body rule: line-local, so chunks whose
+    edges are line ends concatenate. With no tab, compressing runs and then dropping the one
+    space left before CRLF equals dkimpy's strip-then-compress."""
+    if data.count(b"\n") != data.count(b"\r\n"):  # dkimpy reads a bare LF as CRLF
+        data = _LINE_END.sub(b"\r\n", data)
+    if b"\t" in data:
+        return _WSP.sub(b" ", _TRAILING_WSP.sub(b"\r\n", data))
+    return _SPACES.sub(b" ", data).replace(b" \r\n", b"\r\n")
+
+
+def _relaxed_value(value: bytes) -> bytes:
+    """A relaxed header value (RFC 6376 3.4.2): unfolded, WSP runs as one space, stripped.
+    `_WSP` costs ~10 µs even on a short value, and most values have no run to compress."""
+    value = value.replace(b"\r\n", b"")
+    value = value.replace(b"\n", b"") if b"\n" in value else value  # as dkimpy's `\r?\n`
+    return (_WSP.sub(b" ", value) if b"\t" in value or b"  " in value else value).strip()
+
+
+def _core_end(data: bytes) -> int:
+    """Length of `data` without its trailing CRLF pairs (dkimpy's strip_trailing_lines)."""
+    end = len(data)
+    while data.endswith(b"\r\n", 0, end):
+        end -= 2
+    return end
+
+
+def hash_body(body: bytes) -> bytes:
+    """The bh= value for a whole body (the bytes after the blank line): one CRLF after the last
+    non-empty line, and no bytes at all for an empty body (dkimpy's correct_empty_body)."""
+    canonical = _canon_lines(body)
+    end = _core_end(canonical)
+    digest = hashlib.sha256(memoryview(canonical)[:end])
+    digest.update(b"\r\n" if end else b"")
+    return base64.b64encode(digest.digest())
+
+
+def fold(header: bytes, namelen: int = 0, linesep: bytes = b"\r\n") -> bytes:
+    """dkimpy's `fold`, step for step: its break positions are part of the signed bytes.
+    (Its final `pre[0] == b' '` test compares an int with bytes, so it never applies.)"""
+    maxleng = 72 - namelen
+    if len(header) <= maxleng:
+        return header
+    if len(header) - header.rfind(b"\r\n") == 2 and len(header) <= maxleng + 2:
+        return header
+    i = header.rfind(b"\r\n ")
+    pre, header = (b"", header) if i == -1 else (header[: i + 3], header[i + 3 :])
+    while len(header) > maxleng:
+        i = header[:maxleng].rfind(b" ")
+        cut, skip = (maxleng, maxleng) if i == -1 else (i, i + 1)
+        pre += header[:cut] + linesep + b" "
+        header = header[skip:]
+        maxleng = 71
+    return pre + header
+
+
+def split_message(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """(lowercase name, relaxed value + CRLF) per header field, and the body, as dkimpy reads
+    them. A bare LF in the header block sends the message through dkimpy's line rewrite (the
+    body gets the same check in `_canon_lines`); mbox `From ` lines are refused, not skipped."""
+    end = 0 if message.startswith(b"\r\n") else message.find(b"\r\n\r\n") + 2
+    head, body = (message, b"") if end == 1 else (message[:end], message[end + 2 :])
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return split_message(_LINE_END.sub(b"\r\n", message))
+    head += b"" if not head or head.endswith(b"\r\n") else b"\r\n"
+    fields, pos = [], 0
+    for match in _FIELD.finditer(head):
+        if match.start() != pos:
+            break
+        fields.append((match[1].lower(), _relaxed_value(match[2]) + b"\r\n"))
+        pos = match.end()
+    if pos != len(head):
+        raise ValueError(f"unparsable header line at byte {pos}: {head[pos : pos + 40]!r}")
+    return fields, body
+
+
+def _select(fields: Sequence[tuple[bytes, bytes]], include: Sequence[bytes]) -> bytes:
+    """dkimpy's select_headers: each h= name takes the next occurrence upwards from the bottom."""
+    picked: list[bytes] = []
+    last: dict[bytes, int] = {}
+    for name in include:
+        i = last.get(name, len(fields))
+        while i > 0:
+            i -= 1
+            if fields[i][0] == name:
+                picked.append(b"%s:%s" % fields[i])
+                break
+        last[name] = i
+    return b"".join(picked)
+
+
+def load_key(private: bytes) -> PrivateKey:
+    """A key in the engine's formats (DkimKey.private): RSA PEM, or an Ed25519 base64 seed."""
+    if not private.lstrip().startswith(b"-----BEGIN"):
+        seed = base64.b64decode(private.strip(), validate=True)
+        return ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+    key = serialization.load_pem_private_key(private, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        raise ValueError("a DKIM key is RSA or Ed25519")
+    return key
+
+
+class FastSigner:
+    """Drop-in for the engine's DkimSigner: one signature per (selector, key), the first on top.
+
+    `fields` maps the message's field names to the h= list (default: the engine's policy).
+    """
+
+    def __init__(
+        self, domain: str, keys: Sequence[tuple[str, PrivateKey]], *, linesep: bytes = b"\r\n",
+        fields: Callable[[list[bytes]], list[bytes]], identity: bytes | None = None,
+    ) -> None:  # fmt: skip
+        self.domain, self.identity = domain.encode("ascii"), identity
+        self.keys = [(selector.encode("ascii"), key) for selector, key in keys]
+        self.linesep, self.fields = linesep, fields
+
+    def sign(self, message: bytes, *, timestamp: int) -> bytes:
+        """The signature fields, then `message` untouched (as DkimSigner.sign returns it)."""
+        return self.signatures(message, timestamp=timestamp) + message
+
+    def signatures(self, message: bytes, *, timestamp: int) -> bytes:
+        """The DKIM-Signature fields; all keys get one t=, which consecutive dkimpy calls may
+        not (they can straddle a second)."""
+        fields, body = split_message(message)
+        include = [name.lower() for name in self.fields([name for name, _ in fields])]
+        if b"from" not in include:
+            raise ValueError("The From header field MUST be signed")  # as dkimpy refuses
+        signed, bh = _select(fields, include), hash_body(body)
+        return b"".join(self._field(s, key, include, signed, bh, timestamp) for s, key in self.keys)
+
+    def _field(
+        self, selector: bytes, key: PrivateKey, include: Sequence[bytes], signed: bytes,
+        bh: bytes, timestamp: int,
+    ) -> bytes:  # fmt: skip
+        """One DKIM-Signature field exactly as dkimpy's DKIM.sign and gen_header build it."""
+        algorithm = b"rsa-sha256" if isinstance(key, rsa.RSAPrivateKey) else b"ed25519-sha256"
+        tags = b"v=1; a=%s; c=relaxed/relaxed; d=%s; i=%s; q=dns/txt; s=%s; t=%d; h=%s; bh=%s" % (
+            algorithm, self.domain, self.identity or b"@" + self.domain, selector, timestamp,
+            b" : ".join(include), bh,
+        )  # fmt: skip
+        # dkimpy folds with a 60-digit stand-in for b= (always CRLF), empties it, hashes that.
+        folded = fold(tags + b"; b=" + b"0" * 60, len(_NAME))
+        # RE_BTAG only matches at `[;\s]b`; when that occurs just at our own "bh=" and "b=",
+        # cutting after the last "b=" is its result, at a fraction of its cost.
+        own_tags_only = sum(map(folded.count, _BTAG_STARTS)) == 2
+        folded = folded[: folded.rindex(b"b=") + 2] if own_tags_only else _BTAG.sub(rb"\1", folded)
+        data = signed + b"dkim-signature:" + _relaxed_value(folded)
+        if isinstance(key, rsa.RSAPrivateKey):
+            raw = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        else:  # RFC 8463: Ed25519 signs the SHA-256 of the header hash input
+            raw = key.sign(hashlib.sha256(data).digest())
+        value = tags + b"; b=" + base64.b64encode(raw) + self.linesep
+        return _NAME + b": " + fold(value, len(_NAME), self.linesep)
+
+
+def sign(
+    message: bytes, selector: bytes, domain: bytes, key: PrivateKey,
+    include_headers: Sequence[bytes], *, timestamp: int, identity: bytes | None = None,
+    linesep: bytes = b"\r\n",
+) -> bytes:  # fmt: skip
+    """`dkim.sign(..., canonicalize=(b"relaxed", b"relaxed"))`: the DKIM-Signature field only."""
+    signer = FastSigner(
+        domain.decode("ascii"), [(selector.decode("ascii"), key)], linesep=linesep,
+        fields=lambda _: list(include_headers), identity=identity,
+    )  # fmt: skip
+    return signer.signatures(message, timestamp=timestamp)

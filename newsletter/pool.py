@@ -1,0 +1,184 @@
+"""Concurrency, rate and retry policy: gets prebuilt messages through a Transport.
+
+A fixed pool of workers, each owning one persistent connection, pulls from a bounded queue, so
+memory stays flat however long the list. Every message ends in exactly one `Outcome`, handed to
+`record` as soon as the server has answered; messages never taken from the queue get none, which
+is what lets the next run resume without doubling anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from newsletter.clock import Clock
+from newsletter.compose import ComposedMessage
+from newsletter.errors import (
+    ConnectionLostError,
+    DeliveryError,
+    NewsletterError,
+    PermanentDeliveryError,
+    ServerRefusedError,
+    TransientDeliveryError,
+)
+from newsletter.models import DeliveryStatus, Outcome
+from newsletter.ports import Connection, Transport
+
+Recorder = Callable[[ComposedMessage, Outcome], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    connections: int = 4
+    rate_limit: float = 0.0  # messages per second over all connections; 0 = unlimited
+    attempts: int = 3  # tries per message within one run for transient failures
+    backoff: float = 0.5  # seconds before the 2nd try, doubled each time after
+    defer_for: timedelta = timedelta(minutes=30)  # when a deferred message may be retried
+    max_connect_failures: int = 5  # consecutive failed connects that mean "server down"
+
+
+class RateLimiter:
+    """Spaces sends evenly; with rate 0 it never waits."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_slot = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
+@dataclass
+class _Shared:
+    """State the workers share: the limiter and the run-wide connect health."""
+
+    transport: Transport
+    sender: Callable[[ComposedMessage], str]
+    policy: DeliveryPolicy
+    record: Recorder
+    limiter: RateLimiter
+    clock: Clock
+    should_stop: Callable[[], bool] = lambda: False
+    connect_failures: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    async def connect(self) -> Connection:
+        try:
+            connection = await self.transport.connect()
+        except ServerRefusedError:
+            raise
+        except DeliveryError as exc:
+            self.connect_failures += 1
+            if self.connect_failures >= self.policy.max_connect_failures:
+                raise ServerRefusedError(
+                    f"{self.connect_failures} connection attempts failed in a row; last: {exc}"
+                ) from exc
+            raise
+        self.connect_failures = 0
+        return connection
+
+
+class _Worker:
+    """One connection's loop: send, classify, retry, record."""
+
+    def __init__(self, shared: _Shared) -> None:
+        self.shared = shared
+        self.connection: Connection | None = None
+
+    async def run(self, queue: asyncio.Queue[ComposedMessage | None]) -> None:
+        try:
+            while (item := await queue.get()) is not None:
+                if self.shared.should_stop():
+                    continue  # left without an outcome: the next run sends it
+                outcome = await self.deliver(item)
+                self.shared.counts[outcome.status] = self.shared.counts.get(outcome.status, 0) + 1
+                await self.shared.record(item, outcome)  # committed before the next message
+        finally:
+            await self.drop()
+
+    async def drop(self, *, broken: bool = False) -> None:
+        """Give up the connection: politely, or at once when it is broken (timed out, lost),
+        so a stalled relay costs one timeout per try, not a second one waiting for QUIT."""
+        if self.connection is not None:
+            connection, self.connection = self.connection, None
+            if broken:
+                connection.abort()
+                return
+            with contextlib.suppress(DeliveryError, OSError):
+                await connection.close()
+
+    async def deliver(self, item: ComposedMessage) -> Outcome:
+        policy = self.shared.policy
+        last: DeliveryError | None = None
+        for attempt in range(1, policy.attempts + 1):
+            if attempt > 1:
+                await asyncio.sleep(policy.backoff * 2 ** (attempt - 2))
+            try:
+                return await self.try_once(item, attempt)
+            except PermanentDeliveryError as exc:
+                return Outcome(
+                    DeliveryStatus.FAILED, str(exc), item.message_id, attempt, code=exc.code
+                )
+            except TransientDeliveryError as exc:
+                last = exc
+                if isinstance(exc, (ConnectionLostError, TimeoutError)):
+                    await self.drop(broken=True)
+        retry_at = self.shared.clock() + policy.defer_for
+        return Outcome(
+            DeliveryStatus.DEFERRED, str(last), item.message_id, policy.attempts, retry_at
+        )
+
+    async def try_once(self, item: ComposedMessage, attempt: int) -> Outcome:
+        if self.connection is None:
+            self.connection = await self.shared.connect()
+        # The slot is taken once the session is ready, so the relay sees the messages spaced by
+        # the rate, not by the rate plus however long each new connection took to set up.
+        await self.shared.limiter.wait()
+        reply = await self.connection.send(
+            self.shared.sender(item), item.recipient.email, item.data
+        )
+        return Outcome(DeliveryStatus.SENT, reply, item.message_id, attempt)
+
+
+async def deliver(
+    messages: Iterable[ComposedMessage],
+    transport: Transport,
+    sender: Callable[[ComposedMessage], str],
+    policy: DeliveryPolicy,
+    record: Recorder,
+    clock: Clock,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, int]:
+    """Send every message; return counts by outcome. Raises ServerRefusedError to stop early.
+
+    When `should_stop()` turns true (SIGTERM, a lost lease), no new message is taken; those
+    already with a worker finish and are recorded, the rest keep no outcome for the next run.
+    """
+    limiter = RateLimiter(policy.rate_limit)
+    shared = _Shared(transport, sender, policy, record, limiter, clock, should_stop)
+    queue: asyncio.Queue[ComposedMessage | None] = asyncio.Queue(maxsize=policy.connections * 4)
+    workers = [_Worker(shared) for _ in range(policy.connections)]
+    try:
+        async with asyncio.TaskGroup() as group:
+            for worker in workers:
+                group.create_task(worker.run(queue))
+            for message in messages:
+                if should_stop():
+                    break
+                await queue.put(message)
+            for _ in workers:
+                await queue.put(None)
+    except* ServerRefusedError as group_error:
+        raise group_error.exceptions[0] from None
+    except* NewsletterError as group_error:  # a store fault while recording, for one
+        raise group_error.exceptions[0] from None
+    return shared.counts

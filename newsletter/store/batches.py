@@ -1,0 +1,178 @@
+"""Batches: the store's side of several processes sending one issue (a mixin of SqlStore).
+
+Planning a round and claiming a batch are check-then-write steps, so each runs in one write
+transaction that first locks the issue row (SQLite: BEGIN IMMEDIATE serializes writers;
+PostgreSQL: `SELECT ... FOR UPDATE`). Claims on PostgreSQL also skip rows another transaction
+holds (`FOR UPDATE SKIP LOCKED`), so processes never queue behind each other for a batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from newsletter.models import Batch
+from newsletter.store.schema import batches, issues, subscribers
+
+
+class BatchMixin:
+    engine: Engine
+
+    def _write(self, operation: str) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _unsettled(self, issue_id: int, retry_due: datetime | None) -> sa.ColumnElement[bool]:
+        raise NotImplementedError
+
+    def plan_round(
+        self, issue_id: int, size: int, retry_due: datetime | None, now: datetime
+    ) -> int:
+        """Cut the readers still needing the issue into batches of `size`; return how many.
+
+        Nothing is planned while a batch of the issue is open (not done): one round at a time.
+        """
+        with self._write("plan_round") as conn:
+            _lock_issue(conn, issue_id)
+            open_batches = sa.select(sa.func.count()).where(
+                batches.c.issue_id == issue_id, batches.c.done_at.is_(None)
+            )
+            if conn.scalar(open_batches):
+                return 0
+            first = conn.scalar(
+                sa.select(sa.func.coalesce(sa.func.max(batches.c.number), 0)).where(
+                    batches.c.issue_id == issue_id
+                )
+            )
+            number, low, planned = int(first or 0), 0, 0
+            unsettled = self._unsettled(issue_id, retry_due)
+            while True:  # keyset pages of ids: a million readers never sit in memory at once
+                page = conn.scalars(
+                    sa.select(subscribers.c.id)
+                    .where(unsettled, subscribers.c.id > low)
+                    .order_by(subscribers.c.id)
+                    .limit(size)
+                ).all()
+                if not page:
+                    return planned
+                number, high = number + 1, page[-1]
+                conn.execute(
+                    sa.insert(batches).values(
+                        issue_id=issue_id, number=number, low_id=low, high_id=high, created_at=now
+                    )
+                )
+                low, planned = high, planned + 1
+
+    def claim_batch(
+        self,
+        issue_id: int,
+        owner: str,
+        until: datetime,
+        now: datetime,
+        steal_from: Sequence[str] = (),
+    ) -> Batch | None:
+        """The first open batch nobody live holds, now leased to `owner`; None if there is none.
+
+        A batch is free when unclaimed, when its lease ran out, or when its holder is in
+        `steal_from` (known dead by the caller).
+        """
+        free = sa.or_(
+            batches.c.claimed_by.is_(None),
+            batches.c.claimed_until < now,
+            batches.c.claimed_by.in_(list(steal_from)) if steal_from else sa.false(),
+        )
+        query = (
+            sa.select(batches.c.number, batches.c.low_id, batches.c.high_id)
+            .where(batches.c.issue_id == issue_id, batches.c.done_at.is_(None), free)
+            .order_by(batches.c.number)
+            .limit(1)
+        )
+        with self._write("claim_batch") as conn:
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            row = conn.execute(query).first()
+            if row is None:
+                return None
+            conn.execute(
+                sa.update(batches)
+                .where(batches.c.issue_id == issue_id, batches.c.number == row.number)
+                .values(claimed_by=owner, claimed_until=until)
+            )
+        return Batch(issue_id, row.number, row.low_id, row.high_id)
+
+    def renew_batch(self, batch: Batch, owner: str, until: datetime) -> bool:
+        """Extend the lease; False if the batch is no longer ours (taken over as dead)."""
+        query = (
+            sa.update(batches)
+            .where(
+                batches.c.issue_id == batch.issue_id,
+                batches.c.number == batch.number,
+                batches.c.claimed_by == owner,
+                batches.c.done_at.is_(None),
+            )
+            .values(claimed_until=until)
+        )
+        with self._write("renew_batch") as conn:
+            return conn.execute(query).rowcount == 1
+
+    def finish_batch(self, batch: Batch, owner: str, now: datetime) -> None:
+        query = (
+            sa.update(batches)
+            .where(
+                batches.c.issue_id == batch.issue_id,
+                batches.c.number == batch.number,
+                batches.c.claimed_by == owner,
+            )
+            .values(done_at=now, claimed_until=None)
+        )
+        with self._write("finish_batch") as conn:
+            conn.execute(query)
+
+    def release_batch(self, batch: Batch, owner: str) -> None:
+        """Give an unfinished batch back at once (a stopped send): another process takes it."""
+        query = (
+            sa.update(batches)
+            .where(
+                batches.c.issue_id == batch.issue_id,
+                batches.c.number == batch.number,
+                batches.c.claimed_by == owner,
+            )
+            .values(claimed_by=None, claimed_until=None)
+        )
+        with self._write("release_batch") as conn:
+            conn.execute(query)
+
+    def batch_holders(self, issue_id: int, now: datetime) -> list[str]:
+        """Who holds a live lease on an open batch of the issue."""
+        query = (
+            sa.select(batches.c.claimed_by)
+            .distinct()
+            .where(
+                batches.c.issue_id == issue_id,
+                batches.c.done_at.is_(None),
+                batches.c.claimed_by.is_not(None),
+                batches.c.claimed_until >= now,
+            )
+        )
+        with self.engine.connect() as conn:
+            return [str(owner) for owner in conn.scalars(query)]
+
+    def free_batches(self, issue_id: int, now: datetime) -> int:
+        """Open batches of the issue that nobody holds a live lease on (given back, or run out)."""
+        query = sa.select(sa.func.count()).where(
+            batches.c.issue_id == issue_id,
+            batches.c.done_at.is_(None),
+            sa.or_(batches.c.claimed_by.is_(None), batches.c.claimed_until < now),
+        )
+        with self.engine.connect() as conn:
+            return int(conn.scalar(query) or 0)
+
+
+def _lock_issue(conn: Connection, issue_id: int) -> None:
+    query = sa.select(issues.c.id).where(issues.c.id == issue_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    conn.execute(query)

@@ -1,0 +1,147 @@
+"""Bulk import: a chunk of addresses in one transaction (a mixin of SqlStore).
+
+Row by row an import cost ~6 ms an address (a transaction and four statements each: 610 s for
+100,000 on SQLite). Here a chunk costs two set-wise reads, one multi-row INSERT ... ON CONFLICT
+DO NOTHING and at most one UPDATE, whatever its size. The rules are `add_subscriber`'s
+(`status_after_add`): an erased address (its keyed hash on the list) is refused first, an
+unsubscribed or bounced one is kept as it is, a pending one becomes active only when asked; a
+line repeating an address is judged against what the earlier line made of it.
+
+On PostgreSQL the known rows are read FOR UPDATE, so an unsubscribe landing between the read
+and the update waits for the import instead of being overwritten by it; another writer may
+still insert an address between the read and the insert: the conflict clause leaves its row
+alone and that address is read again and judged like any known one. On SQLite the write
+transaction (BEGIN IMMEDIATE) keeps other writers out from the start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from newsletter.models import ImportResult, ImportRow, ImportVerdict, SubscriberStatus
+from newsletter.store.schema import subscribers, suppressions
+from newsletter.store.subscribers import (
+    new_subscriber_values,
+    status_after_add,
+    status_values,
+    suppression_reason,
+)
+
+ERASED = "erased on request; only a new sign-up can return"
+
+
+class ImportMixin:
+    engine: Engine
+
+    def _write(self, operation: str) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def import_subscribers(
+        self, rows: Sequence[ImportRow], *, status: SubscriberStatus, source: str, now: datetime
+    ) -> list[ImportVerdict]:
+        """Add a chunk of addresses with `status`; one verdict per row, in order.
+
+        The caller bounds the chunk (SQLite allows 32,766 bound values a statement).
+        """
+        with self._write("import_subscribers") as conn:
+            erased = _erased(conn, {value for row in rows for value in row.hashes})
+            kept = [row for row in rows if erased.isdisjoint(row.hashes)]
+            stored = _stored(conn, {row.email for row in kept})
+            fresh = [row for row in kept if row.email not in stored]
+            new = _insert(conn, fresh, status, source, now)
+            lost = {row.email for row in fresh} - new
+            if lost:  # another writer added them meanwhile: judge them as known ones
+                stored.update(_stored(conn, lost))
+            verdicts, confirmed = _judge(rows, erased, stored, new, status)
+            if confirmed:
+                _activate(conn, confirmed, now)
+        return verdicts
+
+
+def _erased(conn: Connection, hashes: set[str]) -> set[str]:
+    if not hashes:
+        return set()
+    query = sa.select(suppressions.c.address_hash).where(suppressions.c.address_hash.in_(hashes))
+    return set(conn.scalars(query))
+
+
+def _stored(conn: Connection, emails: Iterable[str]) -> dict[str, sa.Row[Any]]:
+    wanted = list(emails)
+    if not wanted:
+        return {}
+    query = sa.select(subscribers).where(subscribers.c.email.in_(wanted)).with_for_update()
+    return {row.email: row for row in conn.execute(query)}
+
+
+def _insert(
+    conn: Connection,
+    rows: Sequence[ImportRow],
+    status: SubscriberStatus,
+    source: str,
+    now: datetime,
+) -> set[str]:
+    """Insert the first row of every address; return the addresses this statement inserted."""
+    if not rows:
+        return set()
+    values: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        values.setdefault(
+            row.email, new_subscriber_values(row.email, status, source, now, row.mailbox)
+        )
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(subscribers)
+        .on_conflict_do_nothing(index_elements=["email"])
+        .returning(subscribers.c.email)
+    )
+    return set(conn.scalars(statement, list(values.values())))
+
+
+def _judge(
+    rows: Sequence[ImportRow],
+    erased: set[str],
+    stored: dict[str, sa.Row[Any]],
+    new: set[str],
+    status: SubscriberStatus,
+) -> tuple[list[ImportVerdict], list[int]]:
+    """Each row's verdict in file order, and the ids of pending rows to make active."""
+    state = {email: SubscriberStatus(row.status) for email, row in stored.items()}
+    verdicts: list[ImportVerdict] = []
+    confirmed: list[int] = []
+    for row in rows:
+        if not erased.isdisjoint(row.hashes):
+            verdicts.append(ImportVerdict(ImportResult.SUPPRESSED, ERASED))
+            continue
+        if row.email not in state:  # only an address this chunk inserted
+            assert row.email in new
+            state[row.email] = status
+            verdicts.append(ImportVerdict(ImportResult.ADDED))
+            continue
+        existing = state[row.email]
+        after = status_after_add(existing, status)
+        if after is None:
+            reason = suppression_reason(stored[row.email])
+            verdicts.append(ImportVerdict(ImportResult.SUPPRESSED, reason))
+        elif after is existing:
+            verdicts.append(ImportVerdict(ImportResult.UNCHANGED))
+        else:
+            state[row.email] = after
+            confirmed.append(stored[row.email].id)
+            verdicts.append(ImportVerdict(ImportResult.UPDATED))
+    return verdicts, confirmed
+
+
+def _activate(conn: Connection, ids: list[int], now: datetime) -> None:
+    """Pending to active, as `change_status` does it (the rows are locked since `_stored`)."""
+    conn.execute(
+        sa.update(subscribers)
+        .where(subscribers.c.id.in_(ids))
+        .values(status_values(SubscriberStatus.ACTIVE, now))
+    )

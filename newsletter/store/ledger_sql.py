@@ -1,0 +1,102 @@
+"""The ledger write on the hot path: the same upsert, minus SQLAlchemy's per-call overhead.
+
+`SqlStore.record_outcomes` costs ~130 us per message through SQLAlchemy's execution machinery,
+more than building and sending the message (bench/send_bench.py, cProfile). During a send the
+statement never changes, so it is compiled once with the store's own dialect and run on one
+DBAPI connection held for the send; values go through the column types' own bind processors,
+so the stored bytes are exactly what the SQLAlchemy path writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from newsletter.errors import StoreError
+from newsletter.models import DeliveryStatus, Outcome
+from newsletter.store.engine import upsert_statement
+from newsletter.store.schema import deliveries
+
+LEDGER_KEY = ("issue_id", "subscriber_id")
+# A SENT ledger row is final; one object, so the cached upsert statement is reused.
+NOT_SENT = deliveries.c.status != DeliveryStatus.SENT.value
+
+
+def ledger_values(
+    issue_id: int, subscriber_id: int, outcome: Outcome, now: datetime
+) -> dict[str, object]:
+    return {
+        "issue_id": issue_id,
+        "subscriber_id": subscriber_id,
+        "status": outcome.status.value,
+        "detail": outcome.detail,
+        "message_id": outcome.message_id,
+        "attempts": outcome.attempts,
+        "next_attempt": outcome.next_attempt,
+        "updated_at": now,
+    }
+
+
+class LedgerSql:
+    """Writes ledger rows for one issue on a connection held until `close`."""
+
+    def __init__(self, engine: Engine, issue_id: int) -> None:
+        self.engine = engine
+        self.issue_id = issue_id
+        self.dialect = engine.dialect
+        columns = tuple(c.name for c in deliveries.columns)
+        compiled = upsert_statement(self.dialect.name, deliveries, columns, LEDGER_KEY, NOT_SENT)
+        self.compiled = compiled.compile(dialect=self.dialect)
+        self.processors: dict[str, Callable[[Any], Any] | None] = {
+            c.name: c.type.bind_processor(self.dialect) for c in deliveries.columns
+        }
+        self.raw = engine.raw_connection()
+        self.broken = False
+
+    def close(self) -> None:
+        """Return the connection, or throw it away if a fault broke it (no reset on a corpse)."""
+        with contextlib.suppress(Exception):
+            if self.broken:
+                self.raw.invalidate()
+            else:
+                self.raw.close()
+
+    def _params(self, row: dict[str, Any]) -> Any:
+        processed = {}
+        for name, value in row.items():
+            processor = self.processors[name]
+            processed[name] = processor(value) if processor else value
+        params = self.compiled.construct_params(processed)
+        if self.compiled.positiontup is not None:
+            return [params[name] for name in self.compiled.positiontup]
+        return params
+
+    def write(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
+        values = [self._params(ledger_values(self.issue_id, sid, o, now)) for sid, o in rows]
+        cursor = None
+        try:
+            cursor = self.raw.cursor()
+            if self.dialect.name == "sqlite":  # autocommit connection: our own write lock
+                cursor.execute("BEGIN IMMEDIATE")
+            cursor.executemany(self.compiled.string, values)
+            if self.dialect.name == "sqlite":
+                cursor.execute("COMMIT")
+            else:
+                self.raw.commit()
+        except Exception as exc:  # the database's own error types: sqlite3 or psycopg
+            self.broken = True
+            with contextlib.suppress(Exception):  # a dead connection cannot roll back either
+                self.raw.rollback()
+            raise StoreError(f"the store failed while recording outcomes: {exc}") from exc
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.raw.rollback()
+            raise
+        finally:
+            if cursor is not None:
+                with contextlib.suppress(Exception):
+                    cursor.close()

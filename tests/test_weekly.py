@@ -1,0 +1,132 @@
+"""Daily or weekly: readers who chose weekly get only the Saturday round-up of the week's top
+stories, with the same guarantees as the daily issue (its own ledger, resume after a kill)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from newsletter.cli.main import main
+from newsletter.config import load_settings
+from newsletter.lifecycle import plan
+from newsletter.models import Frequency, IssueStatus
+from newsletter.timing import issue_cutoff
+from tests.support.smtp_server import SmtpServer
+from tests.support.world import ISSUE_DATE, SECRET, Deployment, deployment
+
+SATURDAY = date.fromisoformat(ISSUE_DATE)  # 28 Nov 2026
+WEEK = [SATURDAY - timedelta(days=n) for n in range(4, -1, -1)]  # Tue 24 .. Sat 28
+DAILY = [f"daily{n}@example.org" for n in range(3)]
+WEEKLY = [f"weekly{n:03d}@example.org" for n in range(120)]
+ON = {"enabled = false\nweekday": 'enabled = true\nweekday = "saturday"\n#weekday'}
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    since = datetime(2026, 11, 20, tzinfo=UTC)
+    swaps = {**ON, "connections = 4 ": "connections = 2 ", "batch_size = 500 ": "batch_size = 40 "}
+    readers = DAILY + WEEKLY
+    with SmtpServer() as smtp, deployment(tmp_path, smtp, readers, replace=swaps, since=since) as w:
+        for address in WEEKLY:
+            w.store.set_frequency(w.ids[address], Frequency.WEEKLY, since)
+        yield w
+
+
+def copies(world: Deployment) -> Counter[str]:
+    return Counter(message.rcpt_tos[0] for message in world.smtp.messages)
+
+
+def send_the_week(world: Deployment) -> None:
+    settings = load_settings(world.config)
+    for day in WEEK:
+        world.clock.now = issue_cutoff(settings, day) + timedelta(minutes=5)
+        assert world.send("--date", day.isoformat()) in (0,), day
+
+
+def test_weekly_readers_get_only_the_round_up_and_daily_readers_only_the_dailies(
+    world: Deployment,
+) -> None:
+    send_the_week(world)
+    dailies = copies(world)
+    assert set(dailies) == set(DAILY)  # nothing daily went to a weekly reader
+    world.smtp.handler.messages.clear()
+    assert world.send("--date", ISSUE_DATE, "--weekly") == 0
+    got = copies(world)
+    assert got == Counter(WEEKLY)  # one round-up each, none for the daily readers
+    settings = load_settings(world.config)
+    weekly = world.store.get_issue(settings.weekly.name, SATURDAY)
+    assert weekly is not None and weekly.kind is Frequency.WEEKLY
+    assert weekly.status is IssueStatus.SENT
+    assert weekly.digest.subject.startswith(f"{settings.weekly.name}, 28 Nov 2026: ")
+    leads = []
+    for day in WEEK:
+        issue = world.store.get_issue(settings.name, day)
+        if issue is not None and issue.digest.article_ids:
+            leads.append(issue.digest.article_ids[0])
+    shown = weekly.digest.article_ids
+    assert list(shown[: len(leads)]) == list(reversed(leads))  # the days' leads, newest first
+    assert len(shown) <= settings.weekly.max_articles
+    assert world.send("--date", ISSUE_DATE, "--weekly") == 0  # a rerun sends nothing new
+    assert copies(world) == Counter(WEEKLY)
+
+
+def test_the_plan_sends_the_round_up_on_its_weekday_only(world: Deployment) -> None:
+    settings = load_settings(world.config)
+    friday = issue_cutoff(settings, SATURDAY - timedelta(days=1)) + timedelta(minutes=5)
+    assert plan(settings, world.store, friday).sends == [
+        (SATURDAY - timedelta(days=1), Frequency.DAILY)
+    ]
+    saturday = issue_cutoff(settings, SATURDAY) + timedelta(minutes=5)
+    assert plan(settings, world.store, saturday).sends == [
+        (SATURDAY, Frequency.DAILY),
+        (SATURDAY, Frequency.WEEKLY),
+    ]
+
+
+def test_run_once_sends_both_on_saturday(
+    world: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    send_the_week(world)
+    world.smtp.handler.messages.clear()
+    world.store.engine.dispose()
+    command = ["--config", str(world.config), "run", "--once"]
+    world.clock.now += timedelta(minutes=10)
+    assert main(command, clock=world.clock) == 0, capsys.readouterr()
+    assert copies(world) == Counter(WEEKLY)  # the daily of the 28th went out already
+
+
+def wait_for(condition: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if callable(condition) and condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.slow
+def test_a_killed_round_up_resumes_and_reaches_every_weekly_reader_once(
+    world: Deployment,
+) -> None:
+    send_the_week(world)
+    world.smtp.handler.messages.clear()
+    world.smtp.handler.delay = 0.01
+    process = world.spawn("--force", "--date", ISSUE_DATE, "--weekly")
+    try:
+        wait_for(lambda: len(world.smtp.messages) >= 30)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=10)
+    assert len(world.smtp.messages) < len(WEEKLY)
+    world.smtp.handler.delay = 0.0
+    assert world.send("--date", ISSUE_DATE, "--weekly") == 0
+    got = copies(world)
+    assert set(got) == set(WEEKLY)
+    assert sum(n - 1 for n in got.values()) <= 2  # at most one per connection of the killed run
