@@ -10,12 +10,13 @@ a span that would decode to a control character.
 from __future__ import annotations
 
 import unicodedata
+from unittest.mock import patch
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from newsletter.clean import repair_mojibake
+from newsletter.clean import mojibake, repair_mojibake
 from tests.test_mojibake import CORPUS, ISO, OTHER, WINDOWS, ambiguity, garblings
 
 WORDS = sorted({word for sentence in CORPUS for word in sentence.split()})
@@ -125,3 +126,30 @@ def test_a_span_that_would_decode_to_a_control_or_unassigned_character_is_left(
     """The span stays as it is, and the repairs after it are still made."""
     text = garble(f"{char} Zoë", page)
     assert repair_mojibake(text) == garble(char, page) + " Zoë"
+
+
+_LEGACY = sorted(mojibake._ALL)  # every character a legacy page decodes a high byte to
+
+
+_PIECE = st.one_of(
+    st.sampled_from([*_LEGACY, " ", "7", ".", "a"]),  # correct text around the garbling
+    st.tuples(
+        st.characters(min_codepoint=0x80, max_codepoint=0xFFFF, categories=("L", "M", "N", "P")),
+        st.sampled_from(WINDOWS + ISO + OTHER),
+    ).map(lambda pair: garble(*pair)),
+)
+
+
+@settings(deadline=None, max_examples=1000)
+@given(st.lists(_PIECE, min_size=1, max_size=5).map("".join))
+def test_the_calm_shortcut_changes_no_repair(text: str) -> None:
+    """`_calm` lets a span skip `_badness`; it must only skip spans the full check would leave."""
+    with patch.object(mojibake, "_calm", lambda text, start, end: False):
+        full = repair_mojibake(text)
+    assert repair_mojibake(text) == full
+
+
+def test_a_thai_digit_is_no_letter_the_shortcut_may_vouch_for() -> None:
+    """Thai "๓ูฌ" is the UTF-8 of the Arabic thousands separator read as cp874: a digit with a
+    vowel sign on it, which `_badness` counts, so the span is repaired."""
+    assert repair_mojibake(" ๓ูฌ ") == " ๓٬ "

@@ -213,7 +213,7 @@ _ALL = frozenset().union(*(_page(n).leads | _page(n).tails for n in CODE_PAGES))
 _CALM = {
     c: i.script
     for c, i in ((c, _char(c)) for c in _ALL)
-    if i.script and i.case < 2 and not (i.odd or i.glue or (i.mark and i.script is None))
+    if i.script and i.word and i.case < 2 and not (i.odd or i.glue or (i.mark and i.script is None))
 }
 
 
