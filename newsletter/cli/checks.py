@@ -99,16 +99,26 @@ def check_smtp(settings: Settings, tls_context: ssl.SSLContext | None = None) ->
         detail = f"{where}: smtp.username is set but {SMTP_PASSWORD_ENV} is not"
         return Check("smtp", Status.FAIL, detail)
     try:
-        asyncio.run(_connect(SmtpTransport(smtp, tls_context)))
+        offers_smtputf8 = asyncio.run(_connect(SmtpTransport(smtp, tls_context)))
     except DeliveryError as exc:
         return Check("smtp", Status.FAIL, f"{where}: {exc}")
     login = f"login as {smtp.username} accepted" if smtp.username else "no login configured"
+    if smtp.smtputf8 and not offers_smtputf8:
+        detail = (
+            f"{where} reachable, {login}, but smtp.smtputf8 = true and the relay does not offer "
+            "SMTPUTF8: every reader with a non-ASCII address would fail; use a relay that "
+            "offers it or set smtputf8 = false"
+        )
+        return Check("smtp", Status.FAIL, detail)
     return Check("smtp", Status.OK, f"{where} reachable, {login}")
 
 
-async def _connect(transport: SmtpTransport) -> None:
+async def _connect(transport: SmtpTransport) -> bool:
+    """Open a session and close it; whether the relay offered SMTPUTF8."""
     connection = await transport.connect()  # logs in when a username is configured
+    offers_smtputf8 = connection.smtputf8
     await connection.close()
+    return offers_smtputf8
 
 
 def check_token_key(settings: Settings) -> Check:

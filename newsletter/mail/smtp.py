@@ -67,9 +67,13 @@ class SmtpConnection:
         self.client = client
         self.timeout = timeout
 
+    @property
+    def smtputf8(self) -> bool:
+        """The server's EHLO reply offered SMTPUTF8 (RFC 6531)."""
+        return self.client.supports_extension("smtputf8")
+
     async def send(self, sender: str, recipient: str, data: bytes) -> str:
-        offered = self.client.supports_extension("smtputf8")
-        params = mail_parameters(sender, recipient, data, smtputf8=offered)
+        params = mail_parameters(sender, recipient, data, smtputf8=self.smtputf8)
         await self._step(b"MAIL", b"FROM:<" + sender.encode() + b">" + params, server_wide=True)
         await self._step(b"RCPT", b"TO:<" + recipient.encode() + b">")
         await self._step(b"DATA", ok=354)

@@ -20,7 +20,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.mail.dkim import ED25519, RSA, DkimKey, generate_key
 from tests.support.clock import FakeClock
 from tests.support.config import ROOT, SAMPLE, closed_port, make_config
-from tests.support.smtp_server import SmtpServer
+from tests.support.smtp_server import RecordingHandler, SmtpServer
 from tests.support.world import SECRET
 
 DOMAIN = "ree-news.example.com"
@@ -117,6 +117,27 @@ def test_smtp_login_problems_fail_the_smtp_check(
     monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", password)
     check = by_name(run_checks(configure(tmp_path, smtp.port), CLOCK, offline))["smtp"]
     assert check.status is Status.FAIL and expected in check.detail
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "stepwise"])
+@pytest.mark.parametrize(
+    ("configured", "offered", "passes"),
+    [(True, False, False), (True, True, True), (False, False, True), (False, True, True)],
+)
+def test_smtputf8_on_a_relay_that_does_not_offer_it_fails_the_smtp_check(
+    tmp_path: Path, pipelining: bool, configured: bool, offered: bool, passes: bool
+) -> None:
+    """Sending would fail every reader with a non-ASCII address: say so before the send."""
+    handler = RecordingHandler()
+    handler.pipelining = pipelining
+    swaps = {"smtputf8 = false": f"smtputf8 = {str(configured).lower()}"}
+    with SmtpServer(
+        handler, enable_SMTPUTF8=offered, authenticator=accept_ops, auth_require_tls=False
+    ) as relay:
+        settings = configure(tmp_path, relay.port, swaps=swaps)
+        check = by_name(run_checks(settings, CLOCK, offline))["smtp"]
+    assert (check.status is Status.OK) == passes, check.line()
+    assert ("does not offer SMTPUTF8" in check.detail) != passes, check.line()
 
 
 def test_an_unreachable_relay_fails_the_smtp_check(tmp_path: Path) -> None:
