@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import mailbox
+import quopri
 import re
 from collections.abc import Iterator
+from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
@@ -89,6 +92,59 @@ def test_parse_dsn_reads_each_recipient_block() -> None:
     assert parse_dsn(plain) == []
 
 
+def global_dsn(blocks: list[str], to: str, encoding: str) -> bytes:
+    """A report about mail sent with SMTPUTF8, as RFC 6533 has an MTA write it: UTF-8 fields in
+    message/global-delivery-status, in any transfer encoding."""
+    body = "\r\n\r\n".join(["Reporting-MTA: dns; mx.example.org", *blocks]).encode() + b"\r\n"
+    encoded = {
+        "8bit": body,
+        "base64": base64.encodebytes(body),
+        "quoted-printable": quopri.encodestring(body),
+    }[encoding]
+    head = (
+        "From: MAILER-DAEMON@mx.example.org\r\n"
+        f"To: {to}\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=global-delivery-status; boundary=RR\r\n"
+        "\r\n--RR\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--RR\r\nContent-Type: message/global-delivery-status\r\n"
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
+    )
+    return head.encode() + encoded + b"\r\n--RR--\r\n"
+
+
+UTF8_BLOCKS = [
+    "Original-Recipient: utf-8; jos\\x{E9}@example.org\r\n"
+    "Final-Recipient: utf-8; josé@example.org\r\nAction: failed\r\nStatus: 5.1.1",
+    "Final-Recipient: utf-8; 用户@例子.广告\r\nAction: failed\r\nStatus: 5.1.1",
+    "Final-Recipient: utf-8; b\\x{F6}b@example.org\r\nAction: delayed\r\nStatus: 4.4.1",
+]
+
+
+@pytest.mark.parametrize("encoding", ["8bit", "base64", "quoted-printable"])
+def test_parse_dsn_reads_a_utf8_report_in_any_transfer_encoding(encoding: str) -> None:
+    """RFC 6533: the utf-8 address type, raw or with \\x{..} escapes, in a global report."""
+    raw = global_dsn(UTF8_BLOCKS, "daily@ree-news.example.com", encoding)
+    parsed = parse_dsn(message_from_bytes(raw, policy=policy.compat32))  # as read_mailbox reads
+    assert [(r.final_recipient, r.action, r.status, r.hard) for r in parsed] == [
+        ("josé@example.org", "failed", "5.1.1", True),
+        ("用户@例子.广告", "failed", "5.1.1", True),
+        ("böb@example.org", "delayed", "4.4.1", False),
+    ]
+    assert {r.verp_to for r in parsed} == {"daily@ree-news.example.com"}
+
+
+def test_an_escape_that_names_no_character_is_not_decoded_into_one() -> None:
+    """A surrogate or ASCII in \\x{..} (RFC 6533 allows neither) cannot forge an address."""
+    blocks = [
+        "Final-Recipient: utf-8; a\\x{D800}\\x{40}b@example.org\r\nAction: failed\r\nStatus: 5.1.1"
+    ]
+    raw = global_dsn(blocks, "x@y.test", "8bit")
+    (only,) = parse_dsn(message_from_bytes(raw, policy=policy.compat32))
+    assert only.final_recipient == "a\ufffd\ufffdb@example.org"
+
+
 def _reparse(message: Message) -> Message:
     from email import message_from_bytes
 
@@ -122,6 +178,22 @@ def test_send_uses_a_verp_sender_per_recipient(world: Deployment) -> None:
         assert verp.read(received.mail_from) == world.ids[received.rcpt_tos[0]]
 
 
+def run_bounces(
+    world: Deployment,
+    path: Path,
+    notices: list[Message] | list[bytes],
+    capsys: pytest.CaptureFixture[str],
+) -> str:
+    """`newsletter bounces` over an mbox (path "...mbox") or a Maildir holding `notices`."""
+    box: mailbox.Mailbox[mailbox.Message]
+    box = mailbox.mbox(path) if path.name == "mbox" else mailbox.Maildir(path)
+    for notice in notices:
+        box.add(notice)
+    box.close()
+    assert main(["--config", str(world.config), "bounces", str(path)]) == 0
+    return capsys.readouterr().out
+
+
 @pytest.mark.parametrize("kind", ["mbox", "maildir"])
 def test_bounces_command_marks_hard_bounces_found_by_verp_or_address(
     world: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
@@ -135,17 +207,26 @@ def test_bounces_command_marks_hard_bounces_found_by_verp_or_address(
         dsn("cy@example.org", "delayed", "4.4.1", "daily@ree-news.example.com"),
         dsn("stranger@example.org", "failed", "5.1.1", "daily@ree-news.example.com"),
     ]
-    path = tmp_path / kind
-    box: mailbox.Mailbox[mailbox.Message]
-    box = mailbox.mbox(path) if kind == "mbox" else mailbox.Maildir(path)
-    for notice in notices:
-        box.add(notice)
-    box.close()
-    assert main(["--config", str(world.config), "bounces", str(path)]) == 0
-    assert "bounced=2, counted=0, ignored=1, unknown=1" in capsys.readouterr().out
+    out = run_bounces(world, tmp_path / kind, notices, capsys)
+    assert "bounced=2, counted=0, ignored=1, unknown=1" in out
     assert world.status_of("ann@example.org") is SubscriberStatus.BOUNCED
     assert world.status_of("bob@example.org") is SubscriberStatus.BOUNCED
     assert world.status_of("cy@example.org") is SubscriberStatus.ACTIVE
+
+
+def test_bounces_command_marks_readers_with_a_non_ascii_address(
+    world: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without VERP the report's address finds the reader, in its stored form (A-label domain)."""
+    world.add("josé@example.org")
+    world.add("用户@xn--fsqu00a.xn--4rr70v")
+    world.add("böb@example.org")
+    report = global_dsn(UTF8_BLOCKS, "daily@ree-news.example.com", "8bit")
+    out = run_bounces(world, tmp_path / "mbox", [report], capsys)
+    assert "bounced=2, counted=0, ignored=1, unknown=0" in out
+    assert world.status_of("josé@example.org") is SubscriberStatus.BOUNCED
+    assert world.status_of("用户@xn--fsqu00a.xn--4rr70v") is SubscriberStatus.BOUNCED
+    assert world.status_of("böb@example.org") is SubscriberStatus.ACTIVE
 
 
 def test_status_lists_recent_issues_with_counts(

@@ -169,7 +169,8 @@ def _apply(door: Door, store: Store, verp: Verp, recipient: DsnRecipient) -> str
     subscriber = store.get_subscriber_by_id(subscriber_id) if subscriber_id else None
     if subscriber is None:
         try:
-            subscriber = store.get_subscriber(normalize_address(recipient.final_recipient))
+            found = normalize_address(recipient.final_recipient, smtputf8=True)
+            subscriber = store.get_subscriber(found)
         except AddressError:
             subscriber = None
     if subscriber is None:

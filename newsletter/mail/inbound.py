@@ -1,15 +1,19 @@
-"""What comes back by mail: RFC 3464 delivery-status notifications, and the requests readers send
-to the List-Unsubscribe mailto address, read from an mbox file or a Maildir folder.
+"""What comes back by mail: RFC 3464 delivery-status notifications (and their RFC 6533 form for
+readers with a non-ASCII address), and the requests readers send to the List-Unsubscribe mailto
+address, read from an mbox file or a Maildir folder.
 """
 
 from __future__ import annotations
 
+import base64
 import mailbox
+import quopri
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import Message
+from email.parser import HeaderParser
 from pathlib import Path
 
 
@@ -27,28 +31,38 @@ class DsnRecipient:
         return self.action == "failed" and self.status.startswith("5.1.")
 
 
+_EMBEDDED = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")  # RFC 6533's \x{E9} for a non-ASCII character
+
+
 def _address(field: str | None) -> str:
-    """'rfc822; Bob@Example.org' -> 'Bob@Example.org'."""
+    """'rfc822; Bob@Example.org' -> 'Bob@Example.org'; 'utf-8; jos\\x{E9}@x' -> 'josé@x'."""
     value = (field or "").partition(";")[2] or (field or "")
-    return value.strip().strip("<>")
+    return _EMBEDDED.sub(_unescape, value.strip().strip("<>"))
+
+
+def _unescape(match: re.Match[str]) -> str:
+    point = int(match.group(1), 16)
+    return chr(point) if 0x80 <= point <= 0x10FFFF and not 0xD800 <= point <= 0xDFFF else "\ufffd"
+
+
+_REPORT_TYPES = ("delivery-status", "global-delivery-status")
 
 
 def parse_dsn(message: Message) -> list[DsnRecipient]:
-    """The per-recipient blocks of a multipart/report DSN; [] for any other message."""
+    """The per-recipient blocks of a multipart/report DSN; [] for any other message.
+
+    A report about mail sent with SMTPUTF8 carries its fields in message/global-delivery-status
+    (RFC 6533): UTF-8, in any transfer encoding, which the email package parses as one message
+    rather than as blocks, so its blocks are read here.
+    """
     if message.get_content_type() != "multipart/report":
         return []
-    if str(message.get_param("report-type", "")).lower() != "delivery-status":
+    if str(message.get_param("report-type", "")).lower() not in _REPORT_TYPES:
         return []
     verp_to = str(message.get("To", ""))
     found = []
     for part in message.walk():
-        if part.get_content_type() != "message/delivery-status":
-            continue
-        blocks = part.get_payload()
-        blocks = blocks if isinstance(blocks, list) else []
-        for block in blocks[1:]:
-            if not isinstance(block, Message):
-                continue
+        for block in _recipient_blocks(part):
             found.append(
                 DsnRecipient(
                     final_recipient=_address(block.get("Final-Recipient")),
@@ -58,6 +72,31 @@ def parse_dsn(message: Message) -> list[DsnRecipient]:
                 )
             )
     return found
+
+
+def _recipient_blocks(part: Message) -> list[Message]:
+    """The per-recipient field blocks of a (global) delivery-status part; [] for other parts."""
+    kind = part.get_content_type()
+    if kind == "message/delivery-status":
+        blocks = part.get_payload()
+        return [b for b in blocks[1:] if isinstance(b, Message)] if isinstance(blocks, list) else []
+    if kind != "message/global-delivery-status":
+        return []
+    inner = part.get_payload()
+    if isinstance(inner, list):  # parsed as a message: its bytes are the part's body
+        raw = b"".join(m.as_bytes() for m in inner if isinstance(m, Message))
+    elif isinstance(inner, str):
+        raw = inner.encode("ascii", "surrogateescape")
+    else:
+        return []
+    encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if encoding == "base64":
+        raw = base64.b64decode(b"".join(raw.split()), validate=False)
+    elif encoding == "quoted-printable":
+        raw = quopri.decodestring(raw)
+    text = raw.decode("utf-8", "replace").replace("\r\n", "\n")
+    texts = [t for t in re.split(r"\n[ \t]*\n", text.strip()) if t.strip()]
+    return [HeaderParser().parsestr(fields + "\n") for fields in texts[1:]]
 
 
 _UNSUBSCRIBE = re.compile(r"\bunsubscribe\s+([A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+)", re.I)
