@@ -150,14 +150,16 @@ class MessageTemplate:
             smtputf8=settings.smtp.smtputf8,
         )
 
-    def new_message_id(self, subscriber_id: int) -> str:
-        return f"<{self.id_prefix}.{subscriber_id}.{secrets.token_hex(6)}@{self.domain}>"
+    def new_message_id(self) -> str:
+        """Unique per copy and opaque: a database id here would tell every reader the size and
+        growth of the list. Reports find the reader through the ledger, which stores this."""
+        return f"<{self.id_prefix}.{secrets.token_hex(10)}@{self.domain}>"
 
     def render(self, recipient: Recipient) -> ComposedMessage:
         """The complete message for one reader: headers, then both parts with values filled in."""
         to = to_field(recipient.email, utf8=self.smtputf8)
         _check_single_line(recipient)
-        message_id = self.new_message_id(recipient.subscriber_id)
+        message_id = self.new_message_id()
         unsubscribe = f"<{recipient.unsubscribe_url}>"
         if recipient.unsubscribe_mailto:
             unsubscribe += f",\r\n <{recipient.unsubscribe_mailto}>"
