@@ -52,8 +52,9 @@ class Standing:
 
 
 def standing(store: Store, issue: Issue) -> Standing:
-    """The ledger's counts; readers never tried matter (and are counted) only while unfinished,
-    which keeps `status` quick on a list of a million."""
+    """The ledger's counts, and readers never tried while the issue is unfinished (an issue
+    ends with a ledger row for each of them, `expire_untried`, so `status` of an ended issue
+    counts from the index alone: quick on a list of a million)."""
     untried = 0 if issue.status.finished else store.untried_count(issue.id)
     return Standing(store.outcome_counts(issue.id), untried)
 
@@ -126,6 +127,7 @@ def abandon_unreached(
         ledger = standing(store, issue)
         if not ledger.reached_anyone and held(settings, issue, ledger, now):
             store.expire_deferred(issue.id, now)
+            store.expire_untried(issue.id, now)
             store.set_issue_status(issue.id, IssueStatus.ABANDONED, now)
             abandoned.append(issue.issue_date)
     return sorted(abandoned)
@@ -149,10 +151,11 @@ def close(
     if issue.status.finished:
         return f"{what(issue_date, kind)} is already {issue.status.value}; nothing changed"
     store.expire_deferred(issue.id, now)
-    ledger = standing(store, issue)
-    status = IssueStatus.CLOSED if ledger.reached_anyone else IssueStatus.ABANDONED
+    untried = store.expire_untried(issue.id, now)
+    reached = standing(store, issue).reached_anyone
+    status = IssueStatus.CLOSED if reached else IssueStatus.ABANDONED
     store.set_issue_status(issue.id, status, now)
-    never = f"; {ledger.untried} reader(s) never tried will not get it" if ledger.untried else ""
+    never = f"; {untried} reader(s) never tried will not get it" if untried else ""
     return f"{what(issue_date, kind)} is now {status.value}{never}"
 
 

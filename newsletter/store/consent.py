@@ -18,10 +18,10 @@ from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.models import ConsentRequest, IssueStatus, MailLimits, Subscriber, SubscriberStatus
+from newsletter.store.engine import dialect_insert
 from newsletter.store.schema import consents, deliveries, issues, subscribers, suppressions
 from newsletter.store.subscribers import (
     change_status,
@@ -258,8 +258,7 @@ class ConsentMixin:
 
 
 def _insert_if_new(dialect: str) -> sa.Insert:
-    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return dialect_insert(subscribers).on_conflict_do_nothing(index_elements=["email"])
+    return dialect_insert(dialect, subscribers).on_conflict_do_nothing(index_elements=["email"])
 
 
 def _lock_mailbox(conn: Connection, subscriber_id: int) -> list[sa.Row[Any]]:

@@ -189,6 +189,11 @@ def upsert_many(
     conn.execute(statement, list(rows))
 
 
+def dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can take ON CONFLICT, for the store's two dialects."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
 @functools.lru_cache(maxsize=64)
 def upsert_statement(
     dialect: str,
@@ -197,6 +202,6 @@ def upsert_statement(
     keys: tuple[str, ...],
     where: sa.ColumnElement[bool] | None,
 ) -> sa.Insert:
-    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    insert = dialect_insert(dialect, table)
     changes = {name: insert.excluded[name] for name in columns if name not in keys}
     return insert.on_conflict_do_update(index_elements=keys, set_=changes, where=where)

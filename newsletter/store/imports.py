@@ -22,10 +22,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.models import ImportResult, ImportRow, ImportVerdict, SubscriberStatus
+from newsletter.store.engine import dialect_insert
 from newsletter.store.schema import subscribers, suppressions
 from newsletter.store.subscribers import (
     new_subscriber_values,
@@ -95,9 +95,8 @@ def _insert(
         values.setdefault(
             row.email, new_subscriber_values(row.email, status, source, now, row.mailbox)
         )
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(subscribers)
+        dialect_insert(conn.dialect.name, subscribers)
         .on_conflict_do_nothing(index_elements=["email"])
         .returning(subscribers.c.email)
     )

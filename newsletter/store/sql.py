@@ -57,6 +57,9 @@ from newsletter.store.subscribers import (
 
 PAGE_SIZE = 1000
 
+# The ledger detail of a reader an issue ended without (`close`, or abandoned unreached).
+NEVER_TRIED = "never tried: the issue ended first"
+
 
 class SqlStore(
     LedgerMixin,
@@ -228,6 +231,26 @@ class SqlStore(
         )
         with self._write("expire_deferred") as conn:
             return int(conn.execute(query).rowcount)
+
+    def expire_untried(self, issue_id: int, now: datetime) -> int:
+        """Give the issue's never-tried readers a final `expired` row ("never tried") as it
+        ends, so that it goes on saying how many never got it, counted from the index, whoever
+        joins or leaves later; return how many there were. A row a sender writes meanwhile wins."""
+        c = deliveries.c
+        never_tried = sa.select(
+            sa.literal(issue_id, c.issue_id.type),
+            subscribers.c.id,
+            sa.literal(DeliveryStatus.EXPIRED.value, c.status.type),
+            sa.literal(NEVER_TRIED, c.detail.type),
+            sa.literal(0, c.attempts.type),
+            sa.literal(now, c.updated_at.type),
+        ).where(self._unsettled(issue_id, None))
+        columns = ["issue_id", "subscriber_id", "status", "detail", "attempts", "updated_at"]
+        with self._write("expire_untried") as conn:
+            insert = store_engine.dialect_insert(conn.dialect.name, deliveries)
+            query = insert.from_select(columns, never_tried).on_conflict_do_nothing()
+            # RETURNING, since psycopg reports no rowcount for INSERT ... SELECT here.
+            return len(conn.execute(query.returning(c.subscriber_id)).all())
 
     def _unsettled(self, issue_id: int, retry_due: datetime | None) -> sa.ColumnElement[bool]:
         """The issue's readers who still need it: active, of the issue's frequency, confirmed
