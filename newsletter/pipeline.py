@@ -126,7 +126,7 @@ async def prepare_issue(
         )
         return None, summary
     number = run.store.count_issues(name, issue_date) + 1
-    digest = DigestRenderer(settings).render(articles, issue_date, number, name)
+    digest = DigestRenderer(settings).render(articles, issue_date, number, name, kind)
     summary.articles = len(digest.article_ids)  # a digest too big for one mail shows fewer
     summary.left_out = selection.left_out_report(digest.article_ids)
     if run.dry_run:

@@ -64,6 +64,11 @@ def test_weekly_readers_get_only_the_round_up_and_daily_readers_only_the_dailies
     weekly = world.store.get_issue(settings.weekly.name, SATURDAY)
     assert weekly is not None and weekly.kind is Frequency.WEEKLY
     assert weekly.status is IssueStatus.SENT
+    # "View in your browser" opens the round-up's own page, not the daily issue of that date.
+    for part in (weekly.digest.html, weekly.digest.text):
+        assert f"/archive/weekly/{ISSUE_DATE}" in part and f"/archive/{ISSUE_DATE}" not in part
+    daily = world.store.get_issue(settings.name, WEEK[-2])
+    assert daily is not None and f"/archive/{WEEK[-2]}" in daily.digest.html
     assert weekly.digest.subject.startswith(f"{settings.weekly.name}, 28 Nov 2026: ")
     leads = []
     for day in WEEK:

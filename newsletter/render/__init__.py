@@ -26,7 +26,13 @@ from markupsafe import Markup
 from newsletter.compose import qp_encode_line
 from newsletter.config.settings import Settings
 from newsletter.errors import RenderError
-from newsletter.models import EMAIL_PLACEHOLDER, UNSUBSCRIBE_URL_PLACEHOLDER, Article, Digest
+from newsletter.models import (
+    EMAIL_PLACEHOLDER,
+    UNSUBSCRIBE_URL_PLACEHOLDER,
+    Article,
+    Digest,
+    Frequency,
+)
 from newsletter.render.inline import inline_css, read_stylesheet
 from newsletter.render.lines import (
     headline,
@@ -88,6 +94,7 @@ class DigestRenderer:
         issue_date: date,
         number: int | None = None,
         name: str | None = None,
+        kind: Frequency = Frequency.DAILY,
     ) -> Digest:
         """Render one issue; articles appear in the order given (the pipeline sorts them).
 
@@ -99,7 +106,9 @@ class DigestRenderer:
             raise RenderError("a digest needs at least one article")
         note = load_note(self._settings.render.notes_dir, issue_date)
         title = name or self._settings.name  # the weekly round-up has a name of its own
-        shown, (html, text) = self._fit(articles, issue_date, number, note, title)
+        weekly = "weekly/" if kind is Frequency.WEEKLY else ""
+        page = f"{self._settings.base_url}/archive/{weekly}{issue_date.isoformat()}"
+        shown, (html, text) = self._fit(articles, issue_date, number, note, (title, page))
         return Digest(
             subject=subject_line(title, issue_date, articles[0].title),
             preheader=preheader(articles[:shown]),
@@ -114,7 +123,7 @@ class DigestRenderer:
         day: date,
         number: int | None,
         note: Note | None,
-        name: str,
+        name: tuple[str, str],
     ) -> tuple[int, tuple[str, str]]:
         """The most articles (from the start) whose digest stays under MAX_HTML_BYTES.
 
@@ -145,7 +154,7 @@ class DigestRenderer:
         day: date,
         number: int | None,
         note: Note | None,
-        name: str,
+        name: tuple[str, str],
     ) -> tuple[str, str] | None:
         """Both parts with the first `shown` articles, or None if the HTML is too big."""
         more = None
@@ -169,8 +178,9 @@ class DigestRenderer:
         note: Note | None,
         more: MoreOnSite | None,
         slots: Slots,
-        name: str,
+        name: tuple[str, str],
     ) -> dict[str, object]:
+        """`name`: the stream's name and the issue's page in the web archive."""
         s, r = self._settings, self._settings.render
         several = len({article.source for article in articles}) > 1
         views = [
@@ -180,13 +190,13 @@ class DigestRenderer:
         sections = group(articles[1:], views[1:], r.sections, r.other_title, PLAIN_SECTION)
         words = sum(view.words for view in views) + (note.words if note else 0)
         return {
-            "name": name,
+            "name": name[0],
             "long_date": long_date(issue_date),
             "number": number,
             "minutes": reading_minutes(words),
             "preheader": preheader(articles),
             "head_css": Markup(self._css.head),
-            "archive_url": f"{s.base_url}/archive/{issue_date.isoformat()}",
+            "archive_url": name[1],
             "subscribe_url": f"{s.base_url}/subscribe",
             "site_url": s.site_url,
             "site_label": _host(s.site_url),
