@@ -18,7 +18,9 @@ Host header, so a proxy may serve the app under a path prefix):
     GET  /healthz                 200 if the store answers, else 503
 
 Every answer, the 413 of the body limit and the 500 of a bug included, carries the security
-headers (`SecurityHeaders` wraps the whole stack). A path with a trailing slash is answered
+headers (`SecurityHeaders` wraps the whole stack). A body may be 64 KB, except on a route that
+declares its own `max_body_size` (the provider webhooks: one SendGrid batch is several hundred
+KB), which gets that limit instead, declared or chunked. A path with a trailing slash is answered
 with a 301 to the path without it (from `base_url`) when that is a page, a known path with the
 wrong method with 405 and an `Allow` header, a form we cannot read with 400 saying why.
 """
@@ -28,15 +30,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from newsletter.clock import Clock
@@ -100,7 +104,7 @@ def create_app(
 
     app = NewsletterApp(
         ctx.security_headers(),
-        lambda: too_large(ctx),
+        partial(too_large, ctx),
         routes=routes,
         exception_handlers={HTTPException: _error_pages(ctx, routes), 500: _error_pages(ctx)},
         max_body_size=MAX_BODY_BYTES,
@@ -133,20 +137,43 @@ async def signup_job(service: Subscriptions, job: SignupJob) -> None:
     await service.send(mail)
 
 
-def too_large(ctx: WebContext) -> Response:
-    reason = f"The request is larger than {MAX_BODY_BYTES // 1024} KB; a form is far smaller."
+def too_large(ctx: WebContext, limit: int = MAX_BODY_BYTES) -> Response:
+    """Our 413 page, naming the limit the request went over: the app's (a form's) or its
+    route's own (a webhook's), so the number said is the one that refused it."""
+    if limit == MAX_BODY_BYTES:
+        reason = f"The request is larger than {limit // 1024} KB; a form is far smaller."
+    else:
+        reason = f"The request is larger than {limit // 1024} KB, the most this address takes."
     return ctx.pages.response("bad_request.html", 413, code=413, reason=reason)
+
+
+def body_limit(scope: Scope, routes: Sequence[BaseRoute], default: int | None) -> int | None:
+    """The body limit Starlette will hold this request to: the `max_body_size` of the route the
+    router will pick (the first full match, as `Router` picks it) if that route declares one,
+    else the app-wide `default`. A route's own limit replaces the app's, both ways: a webhook
+    takes a SendGrid batch far over 64 KB, and a limit below 64 KB would be met here too."""
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            own = getattr(route, "app", None)  # what `Route(max_body_size=...)` wraps it in
+            if isinstance(own, RequestBodyLimitMiddleware):
+                return own.max_body_size
+            return default
+    return default
 
 
 class NewsletterApp(Starlette):
     """Starlette with `SecurityHeaders` outside everything, its own error middleware included,
     and a body declared too large refused with our page before anything reads it (Starlette's
-    own limit would answer such a request in plain text, whatever the app said)."""
+    own limit would answer such a request in plain text, whatever the app said). "Too large"
+    is measured against the limit of the route the request will reach (`body_limit`): checked
+    against the app-wide 64 KB alone, every large webhook batch would be refused, and a
+    provider retries a 413 until it gives up, the bounces and complaints in it lost."""
 
     def __init__(
         self,
         security_headers: Mapping[str, str],
-        too_large: Callable[[], Response],
+        too_large: Callable[[int], Response],
         **options: object,
     ) -> None:
         super().__init__(**options)  # type: ignore[arg-type]
@@ -159,9 +186,11 @@ class NewsletterApp(Starlette):
         async def declared_limit(scope: Scope, receive: Receive, send: Send) -> None:
             if scope["type"] == "http":
                 length = Headers(scope=scope).get("content-length", "")
-                if length.isdigit() and int(length) > MAX_BODY_BYTES:
-                    await self.too_large()(scope, receive, send)
-                    return
+                if length.isdigit():
+                    limit = body_limit(scope, self.router.routes, self.max_body_size)
+                    if limit is not None and int(length) > limit:
+                        await self.too_large(limit)(scope, receive, send)
+                        return
             await inner(scope, receive, send)
 
         return SecurityHeaders(declared_limit, self.security_headers)
@@ -210,8 +239,9 @@ def _error_pages(ctx: WebContext, routes: Sequence[BaseRoute] | None = None) -> 
             return ctx.pages.response(
                 "method_not_allowed.html", 405, headers={"Allow": allow}, allow=allow
             )
-        if status == 413:
-            return too_large(ctx)
+        if status == 413:  # met while reading a chunked body: the limit of its route
+            limit = body_limit(request.scope, routes or (), MAX_BODY_BYTES)
+            return too_large(ctx, limit or MAX_BODY_BYTES)
         if 400 <= status < 500 and isinstance(exc, HTTPException):
             return ctx.pages.response("bad_request.html", status, code=status, reason=exc.detail)
         return ctx.pages.response("error.html", 500, code=500)

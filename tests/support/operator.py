@@ -4,7 +4,7 @@ certificates made by the test, signed provider requests, and a reader who was se
 `OperatorServer` is `WebServer` with `[webhooks]`, `[admin]` and `[metrics]` set (and, with
 `database_url`, on that database: the `store_url` fixture's SQLite or PostgreSQL); SNS
 certificates are served by `certificates` (the app's outbound fetch, handed in: no test
-reaches Amazon), which counts every fetch.
+reaches Amazon), which counts every fetch and can send a SubscribeURL to a local server.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from newsletter.config.operator import AdminConfig, MetricsConfig, WebhooksConfi
 from newsletter.models import DeliveryStatus, Outcome, SubscriberStatus
 from newsletter.web.admin.passwords import hash_password
 from newsletter.web.operator import operator_of
-from newsletter.web.webhooks.ses import string_to_sign
+from newsletter.web.webhooks.ses import https_get, string_to_sign
 from tests.support.clock import T0
 from tests.support.web import SECRET, Servers, WebServer, store_issue
 
@@ -75,15 +75,25 @@ KEYS = Keys()
 
 
 class Certificates:
-    """The app's outbound fetch: serves our SNS certificate, records every URL fetched."""
+    """The app's outbound fetch: serves our SNS certificate, records every URL fetched.
+
+    A SubscribeURL is answered here, or, with `confirm_at` set, by the app's own `https_get`
+    of that local URL instead: a test's server on 127.0.0.1 then answers the confirmation with
+    real status codes, and a closed port refuses it for real. `cert_at` does the same for the
+    signing certificate.
+    """
 
     def __init__(self) -> None:
         self.fetched: list[str] = []
+        self.confirm_at: str | None = None
+        self.cert_at: str | None = None
 
     def __call__(self, url: str) -> bytes:
         self.fetched.append(url)
         if url.endswith(".pem"):
-            return KEYS.sns_pem
+            return KEYS.sns_pem if self.cert_at is None else https_get(self.cert_at)
+        if self.confirm_at is not None:
+            return https_get(self.confirm_at)
         return b"<ConfirmSubscriptionResponse/>"
 
 

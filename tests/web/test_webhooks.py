@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,11 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from newsletter.config.operator import WebhooksConfig
 from newsletter.models import SubscriberStatus
 from newsletter.store.schema import signal_events
+from newsletter.web.webhooks import BODY_LIMITS, SENDGRID_BODY_LIMIT
+from tests.support.feedserver import FeedServer
 from tests.support.operator import (
     CERT_URL,
+    KEYS,
     POSTMARK_PASSWORD,
     TOPIC,
     OperatorServer,
+    Reader,
     basic,
     mailgun_body,
     post_sns,
@@ -35,6 +40,8 @@ from tests.support.operator import (
     sns_message,
 )
 from tests.support.web import Servers
+
+SECURITY = ("content-security-policy", "referrer-policy", "x-content-type-options", "cache-control")
 
 
 @pytest.fixture
@@ -206,6 +213,57 @@ def test_sns_subscription_is_confirmed_once_for_our_topic_only(op: OperatorServe
     theirs = sign_sns({**message, "TopicArn": "arn:aws:sns:us-east-1:999999999999:theirs"})
     assert post_sns(op, theirs).status_code == 403
     assert op.certificates.fetched == [CERT_URL, subscribe]
+
+
+def test_a_failed_sns_confirmation_is_fetched_again_when_sns_retries(op: OperatorServer) -> None:
+    """The once-only key is recorded after the SubscribeURL answered 200, not before: a fetch
+    that fails (refused, or an error status) is answered 5xx so that SNS retries, the retry
+    fetches again, and only once confirmed is a retry answered without fetching."""
+    subscribe = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&Token=t1k"
+    fields = {"Message": "You have chosen to subscribe", "SubscribeURL": subscribe, "Token": "t1k"}
+    message = sns_message("SubscriptionConfirmation", fields, op.clock())
+    with FeedServer() as gone:
+        op.certificates.confirm_at = gone.url("/confirm")  # closed below: connection refused
+    before = op.snapshot()
+    refused = post_sns(op, message)
+    assert refused.status_code == 502, refused.text
+    assert refused.json() == {
+        "status": "refused",
+        "reason": "the subscription could not be confirmed yet",
+    }  # the reason is ours: no exception text, no traceback
+    assert op.snapshot() == before  # no key recorded: the retry is not a duplicate
+    with FeedServer() as sns:
+        op.certificates.confirm_at = sns.add("/confirm", b"<Error/>", status=503)
+        busy = post_sns(op, message)
+        assert busy.status_code == 502 and len(sns.hits("/confirm")) == 1
+        assert op.snapshot() == before
+        sns.add("/confirm", b"<ConfirmSubscriptionResponse/>", content_type="text/xml")
+        assert post_sns(op, message).json() == {"status": "subscribed"}
+        assert len(sns.hits("/confirm")) == 2
+        assert post_sns(op, message).json() == {"status": "subscribed"}  # SNS retries anyway
+        assert len(sns.hits("/confirm")) == 2
+    assert op.certificates.fetched == [CERT_URL, subscribe, subscribe, subscribe]
+
+
+def test_a_signing_certificate_sns_could_not_serve_is_a_502_that_sns_retries(
+    op: OperatorServer,
+) -> None:
+    """SNS's certificate host failing (refused, or an error status) is a passing fault, not a
+    forgery: 502, so that SNS sends the notification again, and nothing is recorded. A 403
+    would lose the report, since SNS never retries a 4xx."""
+    reader = sent_reader(op)
+    message = ses_notification(ses_complaint(reader), op.clock())
+    before = op.snapshot()
+    with FeedServer() as gone:
+        op.certificates.cert_at = gone.url("/cert.pem")  # closed below: connection refused
+    assert post_sns(op, message).status_code == 502
+    with FeedServer() as sns:
+        op.certificates.cert_at = sns.add("/cert.pem", b"busy", status=503)
+        assert post_sns(op, message).status_code == 502
+        assert op.snapshot() == before
+        sns.add("/cert.pem", KEYS.sns_pem, content_type="application/x-pem-file")
+        assert post_sns(op, message).status_code == 200
+    assert op.status(reader.email) is SubscriberStatus.UNSUBSCRIBED
 
 
 def test_ses_validation_text_and_deliveries_are_ignored(op: OperatorServer) -> None:
@@ -389,6 +447,99 @@ def test_sendgrid_signed_batch_and_its_retry(op: OperatorServer) -> None:
     retry = op.client.post("/webhooks/sendgrid", content=body, headers=headers)
     assert retry.json()["outcomes"] == {"duplicate": 2}
     assert op.snapshot() == after
+
+
+def routine_events(count: int, size: int = 0) -> list[dict[str, Any]]:
+    """Events SendGrid sends by the thousand and we record nothing of (delivered, opened),
+    each padded by `size` bytes of user agent: what makes a batch large."""
+    return [
+        {"email": f"reader{n}@example.org", "timestamp": 1795856400, "event": "open",
+         "sg_event_id": f"ev-open-{n:07d}", "sg_message_id": f"sg-{n:07d}.filter0001",
+         "useragent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) " + "x" * size,
+         "ip": "198.51.100.7"}
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def test_a_sendgrid_batch_of_several_hundred_kb_is_taken(op: OperatorServer) -> None:
+    """SendGrid batches its events, several hundred KB at a time: the app-wide 64 KB is for
+    forms, and a batch refused with 413 would be retried until SendGrid gave up on it."""
+    first, second = sent_reader(op, "a@example.org", 1), sent_reader(op, "b@example.org", 2)
+    ours = json.loads(sendgrid_batch(op, first.message_id, second.subscriber_id))
+    elsewhere = [
+        {"email": f"gone{n}@example.net", "timestamp": 1795856400, "event": "bounce",
+         "type": "bounce", "status": "5.1.1", "reason": "550 5.1.1 user unknown",
+         "smtp-id": f"<{n}.other@mail.example.net>", "sg_event_id": f"ev-elsewhere-{n}"}
+        for n in range(150)
+    ]  # fmt: skip
+    body = json.dumps(ours + elsewhere + routine_events(2500)).encode()
+    assert 300 * 1024 < len(body) < SENDGRID_BODY_LIMIT
+    headers = sendgrid_headers(body, op.clock())
+    answer = op.client.post("/webhooks/sendgrid", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text[:500]
+    outcomes = {"bounced": 1, "unsubscribed": 1, "unmatched": 150}
+    assert answer.json() == {"status": "ok", "outcomes": outcomes}
+    assert op.status(first.email) is SubscriberStatus.BOUNCED
+    assert op.status(second.email) is SubscriberStatus.UNSUBSCRIBED
+    assert len(event_rows(op)) == 152
+    after = op.snapshot()
+    retry = op.client.post("/webhooks/sendgrid", content=body, headers=headers)
+    assert retry.json()["outcomes"] == {"duplicate": 152}
+    assert op.snapshot() == after
+
+
+def test_large_webhook_bodies_within_their_route_limit_reach_the_handler(
+    op: OperatorServer,
+) -> None:
+    """Over 64 KB but within the route's own limit: answered by the provider's handler (here,
+    refusing it for what it is, not for its size)."""
+    expected = {"ses": 400, "postmark": 401, "mailgun": 400, "sendgrid": 403}
+    for provider, status in expected.items():
+        answer = op.client.post(f"/webhooks/{provider}", content=b" " * 100_000)
+        assert answer.status_code == status, (provider, answer.status_code)
+
+
+def oversized(op: OperatorServer, reader: Reader, provider: str, limit: int) -> Any:
+    """A genuine request that would change `reader` if it were taken, padded past `limit`:
+    (body, headers)."""
+    pad = "x" * limit
+    if provider == "ses":
+        complaint = ses_complaint(reader, padding=pad)
+        message = ses_notification(complaint, op.clock())
+        sent = {"x-amz-sns-message-type": "Notification",
+                "x-amz-sns-message-id": message["MessageId"]}  # fmt: skip
+        return json.dumps(message).encode(), sent
+    if provider == "postmark":
+        bounce = postmark_bounce(op, reader.subscriber_id, Description=pad)
+        return json.dumps(bounce).encode(), basic("postmark", POSTMARK_PASSWORD)
+    if provider == "mailgun":
+        event = {**mailgun_complaint(reader.message_id), "padding": pad}
+        return mailgun_body(event, op.clock(), "big" * 16).encode(), {}
+    events = [{"email": reader.email, "timestamp": 1795856400, "event": "spamreport",
+               "sg_event_id": "ev-spam-big", "smtp-id": reader.message_id}]  # fmt: skip
+    body = json.dumps(events + routine_events(limit // 4000, 4000)).encode()
+    return body, sendgrid_headers(body, op.clock())
+
+
+def test_webhook_bodies_over_their_route_limit_are_413_and_change_nothing(
+    op: OperatorServer,
+) -> None:
+    """The route's own limit holds, declared (Content-Length) or not (chunked): 413, our page
+    with the security headers, and nothing written."""
+    reader = sent_reader(op)
+    before = op.snapshot()
+    for provider, limit in {**BODY_LIMITS, "sendgrid": SENDGRID_BODY_LIMIT}.items():
+        body, headers = oversized(op, reader, provider, limit)
+        assert limit < len(body) < 2 * limit, provider
+        declared = op.client.post(f"/webhooks/{provider}", content=body, headers=headers)
+        chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+        chunked = op.client.post(f"/webhooks/{provider}", content=iter(chunks), headers=headers)
+        for answer in (declared, chunked):
+            assert answer.status_code == 413, (provider, answer.status_code, answer.text[:200])
+            assert f"larger than {limit // 1024} KB" in answer.text, provider
+            assert all(answer.headers.get(name) for name in SECURITY), provider
+    assert op.snapshot() == before
+    assert op.status(reader.email) is SubscriberStatus.ACTIVE
 
 
 def test_sendgrid_forged_requests_change_nothing(op: OperatorServer) -> None:

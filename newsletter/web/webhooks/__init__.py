@@ -1,7 +1,9 @@
 """Provider webhooks for bounces and complaints: POST /webhooks/{ses,postmark,mailgun,sendgrid}.
 
 Only the providers configured in `[webhooks]` get a route; the others answer 404 like any
-unknown path. `routes` is what `web.operator` registers on the app.
+unknown path. `routes` is what `web.operator` registers on the app. Each route declares its
+own body limit, which replaces the app's 64 KB for it (`web.app.body_limit`): a provider
+retries a 413 until it gives up, and the reports in that body would be lost.
 """
 
 from __future__ import annotations

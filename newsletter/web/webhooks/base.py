@@ -3,7 +3,9 @@
 Answers: 200 when the request was taken (also when it was a provider's retry of one already
 taken: the provider must stop retrying), 400 for a body we cannot read, 401/403 for a request
 that fails the provider's authentication, 406 for a Mailgun replay or stale signature (Mailgun
-does not retry a 406). A refused request changes nothing: nothing is written before it passes.
+does not retry a 406), 413 for a body over the route's limit (`webhooks.BODY_LIMITS`), 502 for
+an SNS subscription whose SubscribeURL could not be fetched (SNS retries a 5xx, never a 4xx).
+A refused request changes nothing: nothing is written before it passes.
 """
 
 from __future__ import annotations

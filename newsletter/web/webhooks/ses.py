@@ -10,8 +10,12 @@ from *some* SNS topic), the headers must agree with the body, and the message mu
 than `ses_max_age_minutes`.
 
 A SubscriptionConfirmation for an allowed topic is confirmed by fetching its SubscribeURL
-(same host rule) once; SES's own "Successfully validated" text notification is ignored.
-Retries reuse the SNS MessageId: it is the request's idempotency key.
+(same host rule); its once-only key is recorded only after that fetch answered 200. A fetch
+that fails (an error status, a timeout, a refused connection) is answered 502, which SNS
+retries, and the retry fetches again: recorded first, the key would make every retry a
+"duplicate" and the subscription would never be confirmed. SES's own "Successfully validated"
+text notification is ignored. Retries reuse the SNS MessageId: it is the request's
+idempotency key.
 """
 
 from __future__ import annotations
@@ -93,8 +97,8 @@ def https_get(url: str) -> bytes:
         httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=False) as client,
         client.stream("GET", url) as response,
     ):
-        if response.status_code != 200:
-            raise Refused(403, f"{url} answered {response.status_code}")
+        if response.status_code != 200:  # the host is SNS's (checked before): a passing fault
+            raise Refused(502, f"{url} answered {response.status_code}")
         body = b""
         for chunk in response.iter_bytes():
             body += chunk
@@ -119,7 +123,9 @@ class SnsCertificates:
             raise Refused(403, "SigningCertURL is not an SNS certificate URL")
         try:
             certificate = x509.load_pem_x509_certificate(ctx.fetch(url))
-        except (httpx.HTTPError, ValueError) as exc:
+        except httpx.HTTPError as exc:  # SNS's host did not answer: 502, so that SNS retries
+            raise Refused(502, f"cannot fetch the signing certificate: {exc}") from None
+        except ValueError as exc:
             raise Refused(403, f"cannot read the signing certificate: {exc}") from None
         public = certificate.public_key()
         if not isinstance(public, rsa.RSAPublicKey):
@@ -127,6 +133,30 @@ class SnsCertificates:
         with self._lock:
             self._keys[url] = public
         return public
+
+
+class Confirmations:
+    """MessageIds of the SubscriptionConfirmations this process confirmed (thread-safe).
+
+    A retry of a confirmation already fetched must not fetch again, so it is looked up before
+    the fetch; the store's once-only key cannot serve for that, as it is recorded only after a
+    successful fetch and the store has no way to read a key without recording it. A retry
+    that reaches another worker fetches once more and then finds the key taken: confirming
+    a subscription twice is harmless, never confirming it is not. Only genuine, signed
+    confirmations of our own topics get here, a handful in a topic's life.
+    """
+
+    def __init__(self) -> None:
+        self._done: set[str] = set()
+        self._lock = threading.Lock()
+
+    def done(self, message_id: str) -> bool:
+        with self._lock:
+            return message_id in self._done
+
+    def add(self, message_id: str) -> None:
+        with self._lock:
+            self._done.add(message_id)
 
 
 def check_message(
@@ -171,28 +201,33 @@ def check_message(
 
 def route_handler(ctx: WebhookContext) -> Any:
     certificates = SnsCertificates()
+    confirmations = Confirmations()
 
     async def ses(request: Request) -> Response:
         try:
             raw = parse_json(await request.body())  # SNS says text/plain: never trusted anyway
             message = await run_in_threadpool(check_message, raw, request, ctx, certificates)
-            return await _handle(ctx, message)
+            return await _handle(ctx, message, confirmations)
         except Refused as error:
             return refused(ctx, PROVIDER, request, error)
 
     return ses
 
 
-async def _handle(ctx: WebhookContext, message: dict[str, str]) -> Response:
+async def _handle(
+    ctx: WebhookContext, message: dict[str, str], confirmations: Confirmations
+) -> Response:
     kind, message_id = message["Type"], message["MessageId"]
     if kind == "SubscriptionConfirmation":
         url = message["SubscribeURL"]
         if not sns_url_ok(url, pem=False):
             raise Refused(403, "SubscribeURL is not on an SNS host")
-        taken = await run_in_threadpool(ctx.desk.take, PROVIDER, f"sub:{message_id}", [])
-        if not taken.duplicate:
-            await run_in_threadpool(ctx.fetch, url)
-            log.info("ses webhook: confirmed the subscription to %s", message["TopicArn"])
+        if not confirmations.done(message_id):
+            await run_in_threadpool(_confirm, ctx, url, message["TopicArn"])
+            confirmations.add(message_id)
+            taken = await run_in_threadpool(ctx.desk.take, PROVIDER, f"sub:{message_id}", [])
+            if not taken.duplicate:
+                log.info("ses webhook: confirmed the subscription to %s", message["TopicArn"])
         count(ctx, PROVIDER, "subscribed")
         return JSONResponse({"status": "subscribed"})
     if kind == "UnsubscribeConfirmation":
@@ -208,3 +243,15 @@ async def _handle(ctx: WebhookContext, message: dict[str, str]) -> Response:
         return JSONResponse({"status": "ignored"})
     signals = ses_signals(message_id, notification)
     return await take(ctx, PROVIDER, message_id if signals else None, signals)
+
+
+def _confirm(ctx: WebhookContext, url: str, topic: str) -> None:
+    """Fetch the SubscribeURL; Refused 502 if it answered anything but 200 or could not be
+    reached, so that SNS sends the confirmation again (SNS retries a 5xx, never a 4xx; an
+    exception let through would be logged as a bug). The detail goes to our log, the
+    client gets a fixed reason."""
+    try:
+        ctx.fetch(url)
+    except (Refused, httpx.HTTPError) as exc:
+        log.warning("ses webhook: could not confirm the subscription to %s: %s", topic, exc)
+        raise Refused(502, "the subscription could not be confirmed yet", "unconfirmed") from None
