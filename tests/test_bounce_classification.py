@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import mailbox
+import re
 from email import message_from_bytes
 from email.message import Message
 from email.mime.base import MIMEBase
@@ -20,6 +21,7 @@ from email.mime.text import MIMEText
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from newsletter.bounces import Verp, is_hard_bounce
 from newsletter.cli.main import main
@@ -30,29 +32,57 @@ from tests.support.world import ISSUE_DATE, SECRET, deployment
 
 KEY = "known-answer-key"
 DOMAIN = "bounce.ree-news.example.com"
-KNOWN = "bounce+4711-57976c5b23@bounce.ree-news.example.com"  # subscriber 4711 under KEY
+KNOWN = "bounce+4711-57976c5b23@bounce.ree-news.example.com"  # the older form, 4711 under KEY
+SEALED = "bounce+8c59b261b89bab905fc893b70fda036a@bounce.ree-news.example.com"  # 4711 under KEY
 
 
-def test_the_verp_address_is_spelled_as_in_mail_already_sent() -> None:
-    """HMAC-SHA256 of "verp:<id>" under the newest key, its first 10 hex digits."""
+def test_the_verp_address_is_sealed_as_documented() -> None:
+    """One AES-128 block, keyed by SHA-256("verp-seal:" + key)[:16], holding the id as 8 bytes
+    big-endian and the tag "ree-verp"; under the newest key. Pinned: a bounce of mail sent
+    today must still name its reader after an upgrade."""
+    seal = hashlib.sha256(b"verp-seal:" + KEY.encode()).digest()[:16]
+    block = (4711).to_bytes(8, "big") + b"ree-verp"
+    sealed = Cipher(algorithms.AES(seal), modes.ECB()).encryptor().update(block).hex()
+    assert f"bounce+{sealed}@{DOMAIN}" == SEALED
+    assert Verp([KEY], DOMAIN).address(4711) == SEALED
+    oldest_first = ["the-first-key", "an-older-key", KEY]
+    assert Verp(oldest_first, DOMAIN).address(4711) == SEALED  # sealed with the newest
+
+
+def test_the_verp_address_tells_nothing_of_the_list() -> None:
+    """Every reader sees the envelope sender (Return-Path): no id in clear, no order."""
+    verp = Verp([KEY], DOMAIN)
+    addresses = [verp.address(n) for n in (1, 2, 4711, 4712)]
+    assert not any(re.search(r"\+(1|2|4711|4712)\b|-", a.split("@")[0]) for a in addresses)
+    assert len({a[7:15] for a in addresses}) == 4  # neighbours share no prefix
+    assert [verp.read(a) for a in addresses] == [1, 2, 4711, 4712]
+
+
+def test_the_older_verp_form_is_spelled_as_in_mail_already_sent() -> None:
+    """HMAC-SHA256 of "verp:<id>" under a key, its first 10 hex digits: still read."""
     mac = hmac.new(KEY.encode(), b"verp:4711", hashlib.sha256).hexdigest()[:10]
     assert f"bounce+4711-{mac}@{DOMAIN}" == KNOWN
-    assert Verp([KEY], DOMAIN).address(4711) == KNOWN
-    oldest_first = ["the-first-key", "an-older-key", KEY]
-    assert Verp(oldest_first, DOMAIN).address(4711) == KNOWN  # signed with the newest
+    assert Verp([KEY], DOMAIN).read(KNOWN) == 4711
 
 
-def test_a_known_verp_address_names_its_reader_after_rotation_and_through_relays() -> None:
+@pytest.mark.parametrize("known", [KNOWN, SEALED])
+def test_a_known_verp_address_names_its_reader_after_rotation_and_through_relays(
+    known: str,
+) -> None:
     rotated = Verp([KEY, "a-newer-key"], "elsewhere.example")
-    assert rotated.read(KNOWN) == 4711
-    assert rotated.read(KNOWN.upper()) == 4711  # a relay that upper-cases the local part
-    assert rotated.read(f"MAILER-DAEMON bounce to <{KNOWN}>") == 4711
-    assert Verp(["a-newer-key"], DOMAIN).read(KNOWN) is None  # a key no longer held
+    assert rotated.read(known) == 4711
+    assert rotated.read(known.upper()) == 4711  # a relay that upper-cases the local part
+    assert rotated.read(f"MAILER-DAEMON bounce to <{known}>") == 4711
+    assert Verp(["a-newer-key"], DOMAIN).read(known) is None  # a key no longer held
 
 
 @pytest.mark.parametrize(
     "forged",
     [
+        SEALED.replace("8c59", "8c5a"),  # one digit changed: the tag no longer comes out
+        SEALED.replace("036a@", "036@"),  # a digit short
+        SEALED.replace("@", "0@"),  # a digit long
+        Verp(["someone else's key"], DOMAIN).address(4711),
         KNOWN.replace("4711", "4712"),  # someone else's id under our MAC
         KNOWN.replace("57976c5b23", "57976c5b24"),
         KNOWN.replace("57976c5b23", "57976c5b2"),  # a MAC one digit short

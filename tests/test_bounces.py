@@ -31,9 +31,9 @@ VERP_DOMAIN = "bounce.ree-news.example.com"
 def test_verp_round_trip_tamper_and_rotation() -> None:
     verp = Verp(["old", "new"], VERP_DOMAIN)
     address = verp.address(4711)
-    assert re.fullmatch(r"bounce\+4711-[0-9a-f]{10}@bounce\.ree-news\.example\.com", address)
+    assert re.fullmatch(r"bounce\+[0-9a-f]{32}@bounce\.ree-news\.example\.com", address)
     assert verp.read(address) == 4711
-    assert verp.read(address.replace("4711", "4712")) is None
+    assert verp.read(address.replace("bounce+", "bounce+0")) is None
     assert Verp(["old"], VERP_DOMAIN).read(Verp(["old"], VERP_DOMAIN).address(5)) == 5
     assert Verp(["new"], VERP_DOMAIN).read(Verp(["old"], VERP_DOMAIN).address(5)) is None
     assert verp.read("someone@example.org") is None

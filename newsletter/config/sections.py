@@ -26,7 +26,7 @@ class DeliveryConfig:
     retry_deadline_hours: float
     # Permanent failures with 5.1.x ("no such user") before an address is marked bounced.
     bounce_threshold: int
-    # Per-recipient envelope sender bounce+<token>@bounce_domain (VERP); empty: from_address.
+    # Per-recipient envelope sender bounce+<sealed id>@verp_domain (VERP); empty: from_address.
     verp_domain: str
     # Readers per batch: the unit several processes (or hosts) claim when sending one issue.
     batch_size: int

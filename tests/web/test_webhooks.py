@@ -128,12 +128,15 @@ def test_ses_complaint_naming_only_an_address_changes_no_reader(op: OperatorServ
     assert events(op) == [("ses", "complaint", "", "unmatched")]
 
 
-def test_ses_verp_with_a_forged_mac_changes_no_reader(op: OperatorServer) -> None:
+@pytest.mark.parametrize("form", ["sealed", "older"])
+def test_ses_verp_altered_or_forged_changes_no_reader(op: OperatorServer, form: str) -> None:
     reader = sent_reader(op)
-    forged = (
-        op.verp(reader.subscriber_id).replace("bounce+", "bounce+").split("-")[0]
-        + "-0000000000@bounce.example.com"
-    )
+    genuine = op.verp(reader.subscriber_id)
+    if form == "sealed":  # one digit of the sealed block changed
+        digit = genuine[7]
+        forged = genuine[:7] + ("0" if digit != "0" else "1") + genuine[8:]
+    else:  # the older form: the reader's id in clear under a made-up MAC
+        forged = f"bounce+{reader.subscriber_id}-0000000000@bounce.example.com"
     bounce = {
         "notificationType": "Bounce",
         "mail": {"source": forged},
