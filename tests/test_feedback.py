@@ -284,3 +284,47 @@ def test_non_dsn_bounces_are_read_by_flufl_behind_verp_and_message_id(
     [issue] = json.loads(capsys.readouterr().out)["issues"]
     assert issue["hard_bounces"] == 2
     assert issue["hard_bounce_rate"] == pytest.approx(2 / 3, abs=1e-6)
+
+
+def test_copies_of_one_complaint_count_once_for_the_issue(
+    world: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Whoever holds one genuine digest can mail any number of feedback reports about it, each
+    with a report id of their choosing: the reader is unsubscribed once and the issue's
+    complaint rate counts one reader, not the pile (which would cross Gmail's 0.3% alone)."""
+    original = sent_to(world, "bob@example.org")
+    copies = [arf(original, report_id=f"<copy-{n}@forged.example>") for n in range(5)]
+    path = mailbox_of(tmp_path / "fbl", *copies)
+    capsys.readouterr()
+    assert run(world, "complaints", str(path)) == 0
+    assert capsys.readouterr().out.strip().endswith("repeat=4, unsubscribed=1")
+    assert run(world, "status", "--json") == 0
+    [issue] = json.loads(capsys.readouterr().out)["issues"]
+    assert issue["complaints"] == 1
+    assert issue["complaint_rate"] == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_one_readers_bounce_by_two_routes_counts_once(
+    world: Deployment, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two MTAs' notices about ann's one failed digest (found by VERP and by Message-ID) are
+    two reports of one bounce: the issue's hard-bounce rate counts ann once."""
+    ann = sent_to(world, "ann@example.org")
+    bounces = [
+        QMAIL.format(
+            to=envelope_of(world, "ann@example.org"),
+            address="ann@example.org",
+            message_id="<unrelated@elsewhere>",
+        ),
+        EXIM.format(
+            to="daily@ree-news.example.com", address="ann@example.org", message_id=ann["Message-ID"]
+        ),
+    ]
+    path = mailbox_of(tmp_path / "bounces", *(b.encode() for b in bounces))
+    capsys.readouterr()
+    assert run(world, "bounces", str(path)) == 0
+    assert "bounced=1, counted=0, ignored=1, unknown=0" in capsys.readouterr().out
+    assert run(world, "status", "--json") == 0
+    [issue] = json.loads(capsys.readouterr().out)["issues"]
+    assert issue["hard_bounces"] == 1
+    assert issue["hard_bounce_rate"] == pytest.approx(1 / 3, abs=1e-6)

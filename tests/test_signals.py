@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newsletter.signals import IssueRates, SignalKind, message_id_candidates, scrub
+from newsletter.signals import (
+    IssueRates,
+    SignalKind,
+    hard_refusals,
+    issue_rates,
+    message_id_candidates,
+    scrub,
+)
 from newsletter.signals.providers import (
     iso_time,
     mailgun_signals,
@@ -148,7 +155,7 @@ def test_sendgrid_events(event: dict[str, object], kind: SignalKind | None) -> N
 
 def test_rates_and_their_thresholds() -> None:
     def rates(sent: int, failed: int, hard: int, complaints: int) -> IssueRates:
-        return IssueRates(1, date(2026, 11, 28), sent, failed, hard, 0, complaints)
+        return IssueRates(1, date(2026, 11, 28), sent, failed, hard, 0, complaints, failed)
 
     assert rates(1000, 0, 0, 0).warnings() == []
     assert rates(1000, 0, 0, 0).complaint_rate == 0 and rates(0, 0, 0, 1).complaint_rate == 0
@@ -163,3 +170,32 @@ def test_rates_and_their_thresholds() -> None:
     assert rates(90, 5, 5, 0).bounce_rate == pytest.approx(10 / 95)
     assert "over the 10.0% limit" in rates(90, 5, 5, 0).warnings()[0]
     assert rates(0, 0, 0, 0).bounce_rate == 0
+
+
+# Failed ledger rows' details as the send wrote them (mail.smtp, audience).
+FAILED_DETAILS = {
+    "RCPT: 550 5.1.1 <gone@example.org>: Recipient address rejected: User unknown": True,
+    "550 No such user here": True,
+    "RCPT: 551 User not local": True,
+    "DATA: 553 5.1.3 Bad recipient address syntax": True,
+    "DATA: 550 5.7.1 Message rejected as spam": False,
+    "RCPT: 554 5.7.515 Access denied, sending domain does not meet requirements": False,
+    "552 5.2.2 Mailbox full": False,
+    "not sent: an address with letters outside ASCII needs SMTPUTF8 (RFC 6531), and the relay "
+    "did not offer it in its EHLO reply": False,
+    "no message for this reader: ValueError: line 5.1.1 of the template": False,
+    "": False,
+}
+
+
+@pytest.mark.parametrize(("detail", "hard"), FAILED_DETAILS.items())
+def test_a_refusal_counts_as_a_hard_bounce_only_for_a_dead_mailbox(detail: str, hard: bool) -> None:
+    """The send's own rule on what it recorded; a row no server answered is never a bounce."""
+    assert hard_refusals([detail]) == int(hard)
+
+
+def test_the_bounce_rate_counts_hard_refusals_when_the_caller_has_the_details() -> None:
+    ledger = {"sent": 6, "failed": len(FAILED_DETAILS)}
+    told = issue_rates(1, date(2026, 11, 28), ledger, {"hard_bounce": 1}, FAILED_DETAILS)
+    assert told.refused == 4 and told.failed == 10
+    assert told.bounce_rate == pytest.approx((4 + 1) / 16)

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from newsletter import lifecycle
-from newsletter.addresses import normalize_address
 from newsletter.bounces import Verp
 from newsletter.cli.door import Door, command, issue_date
-from newsletter.errors import AddressError, ConfigError
+from newsletter.errors import ConfigError
 from newsletter.mail.arf import read_report
 from newsletter.mail.inbound import (
     DsnRecipient,
@@ -25,7 +24,6 @@ from newsletter.mail.inbound import (
 )
 from newsletter.mail.outbox import OutboxTransport
 from newsletter.models import Frequency, Issue, SubscriberStatus
-from newsletter.ports import Store
 from newsletter.signals import (
     IssueRates,
     Signal,
@@ -119,18 +117,26 @@ def cmd_close(door: Door) -> int:
 
 
 def cmd_bounces(door: Door) -> int:
-    settings = door.settings
+    """Each report goes through the signal desk, like a provider's webhook: the reader is found
+    by our Message-ID or VERP sender (never by the address a report quotes), the report is
+    recorded once (a mailbox read again counts nothing twice) and counts for its issue."""
     _mailbox_exists(door.args.path)
-    verp = Verp(settings.secret_keys, settings.delivery.verp_domain or settings.sender_domain)
     tally: Counter[str] = Counter()
     with door.store(read_only=door.args.dry_run) as store:
+        desk = _desk(door, store)
         for message in read_mailbox(door.args.path):
             recipients = parse_dsn(message)
-            for recipient in recipients:
-                tally[_apply(door, store, verp, recipient)] += 1
+            digest = hashlib.sha256(message.as_bytes()).hexdigest()[:40]
+            for index, recipient in enumerate(recipients):
+                signal = dsn_signal(recipient, f"dsn:{digest}:{index}")
+                if signal is None:
+                    tally["ignored"] += 1
+                    continue
+                outcome = _take_one(door, store, desk, signal, signal.event_key)
+                tally[bounce_tally(signal.kind, outcome)] += 1
             other = None if recipients else other_bounces(door, store, message)
             if other is not None:
-                tally[other if other in ("bounced", "counted", "unknown") else "ignored"] += 1
+                tally[other] += 1
     print(", ".join(f"{key}={tally[key]}" for key in ("bounced", "counted", "ignored", "unknown")))
     return 0
 
@@ -161,26 +167,44 @@ def _mailbox_exists(path: Path) -> None:
         raise ConfigError("path", str(path), "no such mbox file or Maildir folder")
 
 
-def _apply(door: Door, store: Store, verp: Verp, recipient: DsnRecipient) -> str:
-    """Mark one DSN recipient; the VERP sender wins over a rewritten Final-Recipient."""
-    if not recipient.hard:
+def dsn_signal(recipient: DsnRecipient, key: str) -> Signal | None:
+    """One RFC 3464 recipient block as a report; None for what is no bounce (delayed, delivered,
+    relayed, expanded: the relay is still trying, or it worked).
+
+    A 5.1.x failure is a hard bounce. Any other failure (5.7.x policy or reputation, 5.2.2 a
+    full mailbox, 4.x.x retries given up) is a soft bounce, as the providers' webhooks map
+    their transient, policy and "blocked" bounces: recorded for the operator and the issue's
+    soft-bounce count, suppressing nobody, since the address itself may be fine.
+    """
+    if recipient.hard:
+        kind = SignalKind.HARD_BOUNCE
+    elif recipient.soft:
+        kind = SignalKind.SOFT_BOUNCE
+    else:
+        return None
+    return Signal(
+        provider="dsn",
+        event_key=key,
+        kind=kind,
+        message_ids=message_id_candidates(recipient.message_ids),
+        verp=recipient.verp,
+        recipient=recipient.final_recipient.lower(),
+        detail=scrub(f"{recipient.action} {recipient.status} {recipient.diagnostic}".strip()),
+    )
+
+
+def bounce_tally(kind: SignalKind, outcome: str) -> str:
+    """The desk's outcome in the words of `bounces`' tally line (kept as it always was):
+    bounced or counted for a hard bounce that found its reader (a dry run says counted),
+    unknown for one that found nobody, ignored for everything else (soft bounces, reports
+    read before, a second report of a bounce already counted for that reader and issue)."""
+    if kind is not SignalKind.HARD_BOUNCE:
         return "ignored"
-    subscriber_id = verp.read(recipient.verp_to)
-    subscriber = store.get_subscriber_by_id(subscriber_id) if subscriber_id else None
-    if subscriber is None:
-        try:
-            found = normalize_address(recipient.final_recipient, smtputf8=True)
-            subscriber = store.get_subscriber(found)
-        except AddressError:
-            subscriber = None
-    if subscriber is None:
+    if outcome in ("bounced", "counted"):
+        return outcome
+    if outcome == "unmatched":
         return "unknown"
-    print(f"{subscriber.email}: {recipient.action} {recipient.status}")
-    if door.args.dry_run:
-        return "counted"
-    threshold = door.settings.delivery.bounce_threshold
-    bounced = store.record_hard_bounce(subscriber.id, threshold, door.clock())
-    return "bounced" if bounced else "counted"
+    return "counted" if outcome.startswith("would apply") else "ignored"
 
 
 # Reports that come back after the send: complaint rates in `status`, `status --json`,
@@ -212,13 +236,14 @@ def issue_rates_of(store: SqlStore, issue: Issue, ledger: Mapping[str, int]) -> 
     """The issue's rates from the ledger counts the caller already has (at a million readers
     each count is a scan of a million index entries: one per issue is enough)."""
     tallies = store.signal_tallies([issue.id])[issue.id]
-    return issue_rates(issue.id, issue.issue_date, dict(ledger), tallies)
+    details = store.failed_details([issue.id])[issue.id]
+    return issue_rates(issue.id, issue.issue_date, dict(ledger), tallies, details)
 
 
 def print_rates(rates: IssueRates) -> None:
     print(
         f"            complaints: {rates.complaints} ({rates.complaint_rate:.2%}), "
-        f"hard bounces: {rates.hard_bounces} + {rates.failed} refused "
+        f"hard bounces: {rates.hard_bounces} + {rates.refused} refused as no such mailbox "
         f"({rates.bounce_rate:.2%}), soft bounces: {rates.soft_bounces}"
     )
     for warning in rates.warnings():
@@ -245,6 +270,7 @@ def cmd_status_json(door: Door) -> int:
                     "needs_operator": reason if not issue.status.finished and reason else None,
                     "complaints": rates.complaints,
                     "hard_bounces": rates.hard_bounces,
+                    "hard_refusals": rates.refused,
                     "soft_bounces": rates.soft_bounces,
                     "complaint_rate": round(rates.complaint_rate, 6),
                     "hard_bounce_rate": round(rates.bounce_rate, 6),
@@ -316,7 +342,8 @@ def _take_one(door: Door, store: SqlStore, desk: SignalDesk, signal: Signal, key
 
 
 def other_bounces(door: Door, store: SqlStore, message: Message) -> str | None:
-    """A bounce `parse_dsn` could not read, through flufl.bounce; None if it is none."""
+    """A bounce `parse_dsn` could not read, through flufl.bounce, as a tally word (see
+    `bounce_tally`); None if it is no bounce."""
     bounce = scan_other_bounce(message)
     if bounce is None:
         return None
@@ -332,5 +359,4 @@ def other_bounces(door: Door, store: SqlStore, message: Message) -> str | None:
         recipient=bounce.permanent[0],
         detail="permanent failure (non-RFC 3464 bounce)",
     )
-    outcome = _take_one(door, store, _desk(door, store), signal, key)
-    return {"unmatched": "unknown", "duplicate": "ignored"}.get(outcome, outcome)
+    return bounce_tally(signal.kind, _take_one(door, store, _desk(door, store), signal, key))

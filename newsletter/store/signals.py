@@ -33,6 +33,8 @@ from newsletter.store.subscribers import change_status
 
 KEEP_KEYS = timedelta(days=7)  # longer than any provider's retry or freshness window
 KEEP_FETCHES = timedelta(days=90)
+# The outcome of a report of a kind its reader already has for that issue: recorded, not applied.
+REPEAT = "repeat"
 
 
 class SignalRow(Protocol):
@@ -106,7 +108,9 @@ class SignalsMixin:
         """Record each report and apply it to its reader; None if the request was seen before.
 
         Outcomes: unsubscribed (a complaint), complaint (its reader had already left),
-        bounced / counted (a hard bounce at / below the threshold), soft, unmatched, duplicate.
+        bounced / counted (a hard bounce at / below the threshold), soft, unmatched, duplicate
+        (this event was recorded before), repeat (its reader already has a report of this kind
+        about this issue: see `_reported_before`).
         """
         with self._write("record_signals") as conn:
             if request_key is not None:
@@ -127,18 +131,58 @@ class SignalsMixin:
     # reading for status, metrics and the dashboard
 
     def signal_tallies(self, issue_ids: Iterable[int]) -> dict[int, dict[str, int]]:
-        """Per issue, how many reports of each kind matched one of its readers."""
+        """Per issue, how many readers had a report of each kind: readers, not reports, so one
+        reader's complaint that came by two routes, or a pile of forged feedback reports about
+        the one digest their sender really got, counts once in the issue's rates.
+
+        Only reports that found a reader count (an unmatched one names no issue). A repeat
+        (`_record_one`) is left out; a reader erased since keeps their one report, as a row
+        without a subscriber. A hard bounce of a reader the relay refused during the send is
+        left to the ledger, which counts that refusal (see `failed_details`).
+        """
         ids = list(issue_ids)
+        events = signal_events.c
+        refused = (
+            sa.select(deliveries.c.subscriber_id)
+            .where(
+                deliveries.c.issue_id == events.issue_id,
+                deliveries.c.subscriber_id == events.subscriber_id,
+                deliveries.c.status == DeliveryStatus.FAILED.value,
+            )
+            .exists()
+        )
+        erased = sa.func.sum(sa.case((events.subscriber_id.is_(None), 1), else_=0))
+        readers = sa.func.count(sa.distinct(events.subscriber_id)) + erased
         query = (
-            sa.select(signal_events.c.issue_id, signal_events.c.kind, sa.func.count())
-            .where(signal_events.c.issue_id.in_(ids))
-            .group_by(signal_events.c.issue_id, signal_events.c.kind)
+            sa.select(events.issue_id, events.kind, readers)
+            .where(
+                events.issue_id.in_(ids),
+                events.matched_by != "",
+                events.outcome != REPEAT,
+                sa.or_(events.kind != "hard_bounce", ~refused),
+            )
+            .group_by(events.issue_id, events.kind)
         )
         tallies: dict[int, dict[str, int]] = {issue_id: {} for issue_id in ids}
         with self.engine.connect() as conn:
             for issue_id, kind, count in conn.execute(query):
                 tallies[int(issue_id)][str(kind)] = int(count)
         return tallies
+
+    def failed_details(self, issue_ids: Iterable[int]) -> dict[int, list[str]]:
+        """Per issue, the detail of each `failed` ledger row: the relay's reply (or why no
+        message was made), from which `signals.rates` tells the dead mailboxes from policy
+        refusals with the same rule the send used. Failed rows are few: read by the index."""
+        ids = list(issue_ids)
+        query = sa.select(deliveries.c.issue_id, deliveries.c.detail).where(
+            deliveries.c.issue_id.in_(ids),
+            deliveries.c.status == DeliveryStatus.FAILED.value,
+        )
+        found: dict[int, list[str]] = {issue_id: [] for issue_id in ids}
+        with self.engine.connect() as conn:
+            for issue_id, detail in conn.execute(query):
+                found[int(issue_id)].append(str(detail))
+        return found
 
     def signal_totals(self) -> dict[tuple[str, str, str], int]:
         """(provider, kind, outcome) -> count, over all time: the metrics' counters."""
@@ -172,7 +216,9 @@ class SignalsMixin:
                 found[name] = list(conn.scalars(sa.select(column).where(column >= since)))
             for name, kind in (("bounces", "hard_bounce"), ("complaints", "complaint")):
                 query = sa.select(signal_events.c.received_at).where(
-                    signal_events.c.kind == kind, signal_events.c.received_at >= since
+                    signal_events.c.kind == kind,
+                    signal_events.c.received_at >= since,
+                    signal_events.c.outcome != REPEAT,  # the same reader's same bounce again
                 )
                 found[name] = list(conn.scalars(query))
         return found
@@ -265,7 +311,12 @@ def _record_one(
     )
     if conn.scalar(seen) is not None:
         return "duplicate"
-    outcome = "unmatched" if match is None else _apply(conn, signal.kind, match, threshold, now)
+    if match is None:
+        outcome = "unmatched"
+    elif _reported_before(conn, signal.kind, match):
+        outcome = REPEAT
+    else:
+        outcome = _apply(conn, signal.kind, match, threshold, now)
     conn.execute(
         sa.insert(signal_events).values(
             provider=provider,
@@ -281,6 +332,28 @@ def _record_one(
         )
     )
     return outcome
+
+
+def _reported_before(conn: Connection, kind: str, match: MatchRow) -> bool:
+    """Whether this reader already has a report of this kind about this issue.
+
+    Then the new one is a repeat: the same complaint or bounce by another route (a DSN and a
+    webhook, two feedback loops), or a forged copy. It is recorded for the operator, changes
+    nothing and counts nowhere: the reader was already unsubscribed or counted once for this
+    issue's bounce, and a reader who has confirmed again since made a newer choice. The
+    reader's row is locked first (PostgreSQL), so two requests at once cannot both be first.
+    """
+    if match.issue_id is None:
+        return False  # found by VERP with no issue sent: nothing to be a repeat of
+    lock = sa.select(subscribers.c.id).where(subscribers.c.id == match.subscriber_id)
+    conn.execute(lock.with_for_update())
+    earlier = sa.select(signal_events.c.id).where(
+        signal_events.c.issue_id == match.issue_id,
+        signal_events.c.subscriber_id == match.subscriber_id,
+        signal_events.c.kind == str(kind),
+        signal_events.c.outcome != REPEAT,
+    )
+    return conn.scalar(earlier.limit(1)) is not None
 
 
 def _apply(conn: Connection, kind: str, match: MatchRow, threshold: int, now: datetime) -> str:

@@ -17,6 +17,7 @@ from tests.support.clock import FakeClock
 
 NOW = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
 MESSAGE_ID = "<20261127.aa.1.000000000001@ree-news.example.com>"
+MESSAGE_ID_2 = "<20261128.bb.1.000000000001@ree-news.example.com>"
 
 
 def setting(store: SqlStore, threshold: int = 1) -> tuple[SignalDesk, int, int]:
@@ -52,19 +53,92 @@ def test_a_request_and_each_report_count_once(store: SqlStore) -> None:
     assert found is not None and found.status is SubscriberStatus.UNSUBSCRIBED
 
 
+def second_issue(store: SqlStore, reader: int, message_id: str = MESSAGE_ID_2) -> int:
+    """The next day's issue, sent to `reader` too."""
+    digest = Digest("REE Daily", "pre", "<p>y</p>", "y", ("a2",))
+    later = NOW + timedelta(minutes=5)
+    issue = store.create_issue("REE Daily", date(2026, 11, 28), later, digest, later)
+    store.record_outcome(issue.id, reader, Outcome(DeliveryStatus.SENT, "ok", message_id), later)
+    return issue.id
+
+
 def test_hard_bounces_follow_the_threshold_and_soft_ones_change_nothing(store: SqlStore) -> None:
     desk, reader, issue = setting(store, threshold=2)
     verp = desk.verp.address(reader)
-    soft = signal("s", SignalKind.SOFT_BOUNCE, verp=(verp,))
+    soft = signal("s", SignalKind.SOFT_BOUNCE, message_ids=(MESSAGE_ID,))
     assert desk.take("ses", None, [soft]).outcomes == {"soft": 1}
-    first = signal("h1", SignalKind.HARD_BOUNCE, verp=(verp,))
+    first = signal("h1", SignalKind.HARD_BOUNCE, message_ids=(MESSAGE_ID,))
     assert desk.take("ses", None, [first]).outcomes == {"counted": 1}
-    second = signal("h2", SignalKind.HARD_BOUNCE, message_ids=(MESSAGE_ID,))
+    later = second_issue(store, reader)
+    second = signal("h2", SignalKind.HARD_BOUNCE, verp=(verp,))  # VERP: the last issue sent
     assert desk.take("ses", None, [second]).outcomes == {"bounced": 1}
     found = store.get_subscriber_by_id(reader)
     assert found is not None and found.status is SubscriberStatus.BOUNCED
-    tallies = store.signal_tallies([issue])[issue]
-    assert tallies == {"soft_bounce": 1, "hard_bounce": 2}  # VERP found the issue too
+    tallies = store.signal_tallies([issue, later])
+    assert tallies == {issue: {"soft_bounce": 1, "hard_bounce": 1}, later: {"hard_bounce": 1}}
+
+
+def test_tallies_count_readers_not_reports(store: SqlStore) -> None:
+    """One reader's complaint by two routes, and copies of a feedback report about the one
+    digest its sender really got (each with a new report id, so each a new event), count once:
+    the issue's complaint rate is of readers. Another reader's complaint counts, and an
+    erased reader keeps their one complaint."""
+    desk, _, issue = setting(store)
+    ours = (MESSAGE_ID,)
+    assert desk.take(
+        "ses", "m1", [signal("m1:0", SignalKind.COMPLAINT, message_ids=ours)]
+    ).outcomes == {"unsubscribed": 1}
+    copies = [Signal("arf", f"<r{n}@forged.example>", SignalKind.COMPLAINT, ours) for n in range(5)]
+    assert desk.take("arf", None, copies).outcomes == {"repeat": 5}
+    assert store.signal_tallies([issue]) == {issue: {"complaint": 1}}
+    other = store.add_subscriber(
+        "other@example.org", status=SubscriberStatus.ACTIVE, source="t", now=NOW
+    )
+    theirs = "<20261127.aa.1.000000000002@ree-news.example.com>"
+    store.record_outcome(issue, other.id, Outcome(DeliveryStatus.SENT, "ok", theirs), NOW)
+    desk.take("ses", None, [signal("o", SignalKind.COMPLAINT, message_ids=(theirs,))])
+    assert store.signal_tallies([issue]) == {issue: {"complaint": 2}}
+    store.erase_subscriber("reader@example.org", address_hash="h" * 64, now=NOW)
+    assert store.signal_tallies([issue]) == {issue: {"complaint": 2}}
+    assert len(store.event_times(NOW - timedelta(days=1))["complaints"]) == 2
+    totals = store.signal_totals()
+    assert (
+        totals[("arf", "complaint", "repeat")] == 5
+        and totals[("ses", "complaint", "unsubscribed")] == 2
+    )
+
+
+def test_two_reports_of_one_bounce_count_once_towards_the_threshold(store: SqlStore) -> None:
+    """A DSN and a webhook about the same failed message are one bounce, not two."""
+    desk, reader, issue = setting(store, threshold=2)
+    verp = desk.verp.address(reader)
+    dsn = Signal("dsn", "dsn:abc:0", SignalKind.HARD_BOUNCE, (MESSAGE_ID,))
+    hook = Signal("ses", "m9:0", SignalKind.HARD_BOUNCE, verp=(verp,))
+    assert desk.take("dsn", None, [dsn]).outcomes == {"counted": 1}
+    assert desk.take("ses", None, [hook]).outcomes == {"repeat": 1}
+    found = store.get_subscriber_by_id(reader)
+    assert found is not None and found.status is SubscriberStatus.ACTIVE
+    assert store.signal_tallies([issue]) == {issue: {"hard_bounce": 1}}
+    assert len(store.event_times(NOW - timedelta(days=1))["bounces"]) == 1
+    second_issue(store, reader)  # the next issue bounces too: that is the second bounce
+    again = Signal("ses", "m10:0", SignalKind.HARD_BOUNCE, (MESSAGE_ID_2,))
+    assert desk.take("ses", None, [again]).outcomes == {"bounced": 1}
+
+
+def test_a_reader_refused_during_the_send_is_counted_by_the_ledger(store: SqlStore) -> None:
+    """`failed_details` gives the rates the relay's refusals; a later hard-bounce report about
+    the same reader and issue is not counted a second time."""
+    desk, _, issue = setting(store)
+    gone = store.add_subscriber(
+        "gone@example.org", status=SubscriberStatus.ACTIVE, source="t", now=NOW
+    )
+    refused = "<20261127.aa.1.000000000003@ree-news.example.com>"
+    reply = "DATA: 550 5.1.1 User unknown"
+    store.record_outcome(issue, gone.id, Outcome(DeliveryStatus.FAILED, reply, refused), NOW)
+    late = Signal("dsn", "dsn:def:0", SignalKind.HARD_BOUNCE, (refused,))
+    assert desk.take("dsn", None, [late]).outcomes == {"bounced": 1}
+    assert store.failed_details([issue]) == {issue: [reply]}
+    assert store.signal_tallies([issue]) == {issue: {}}
 
 
 def test_an_address_alone_matches_nobody(store: SqlStore) -> None:

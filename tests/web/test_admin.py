@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from newsletter.config.operator import AdminConfig
-from newsletter.models import FeedReport
+from newsletter.models import DeliveryStatus, FeedReport, Outcome, SubscriberStatus
+from tests.support.clock import T0
 from tests.support.operator import (
     ADMIN_HASH,
     ADMIN_PASSWORD,
@@ -159,6 +160,20 @@ def test_the_pages_show_rates_warnings_reports_and_feed_health(op: OperatorServe
     assert "1 in 30 days" in overview  # the complaints chart's total
     issue = op.client.get(f"/admin/issues/{ISSUE_DAY}").text
     assert "33.33%" in issue and '>3</div><div class="l">sent' in issue
+    # Refused during the send: one dead mailbox counts in the hard-bounce rate, a policy
+    # refusal does not (the rate is readers whose mailbox does not exist).
+    sent_issue = op.store.get_issue(op.settings.name, ISSUE_DAY)
+    assert sent_issue is not None
+    for address, reply in (
+        ("gone@example.org", "RCPT: 550 5.1.1 <gone@example.org>: user unknown"),
+        ("policy@example.org", "RCPT: 550 5.7.1 message refused as spam"),
+    ):
+        who = op.store.add_subscriber(address, status=SubscriberStatus.ACTIVE, source="t", now=T0)
+        refused = Outcome(DeliveryStatus.FAILED, reply)
+        op.store.record_outcome(sent_issue.id, who.id, refused, op.clock())
+    issue = op.client.get(f"/admin/issues/{ISSUE_DAY}").text
+    assert "plus 1 refused during the send as no such mailbox" in issue
+    assert "20.00%" in issue  # (1 refused + 0 reported) / (3 sent + 2 failed)
     reports = op.client.get("/admin/reports").text
     assert "unsubscribed" in reports and "message-id" in reports
     assert "r1@example.org" not in reports  # no address is stored with a report

@@ -27,6 +27,7 @@ class AdminStore(Protocol):
     def get_issue(self, newsletter: str, issue_date: date) -> Issue | None: ...
     def ledger_by_issue(self, issue_ids: Iterable[int]) -> dict[int, dict[str, int]]: ...
     def signal_tallies(self, issue_ids: Iterable[int]) -> dict[int, dict[str, int]]: ...
+    def failed_details(self, issue_ids: Iterable[int]) -> dict[int, list[str]]: ...
     def event_times(self, since: datetime) -> dict[str, list[datetime]]: ...
     def feed_health(self, since: datetime) -> list[dict[str, Any]]: ...
     def recent_signals(self, limit: int = 20) -> list[dict[str, Any]]: ...
@@ -45,9 +46,11 @@ def issue_rows(store: AdminStore, newsletter: str, limit: int = ISSUES) -> list[
     issues = store.recent_issues(newsletter, limit)
     ids = [issue.id for issue in issues]
     ledgers, tallies = store.ledger_by_issue(ids), store.signal_tallies(ids)
+    failed = store.failed_details(ids)
     rows = []
     for issue in issues:
-        rates = issue_rates(issue.id, issue.issue_date, ledgers[issue.id], tallies[issue.id])
+        counts = ledgers[issue.id]
+        rates = issue_rates(issue.id, issue.issue_date, counts, tallies[issue.id], failed[issue.id])
         rows.append(IssueRow(issue, ledgers[issue.id], rates, rates.warnings()))
     return rows
 
@@ -58,7 +61,8 @@ def one_issue(store: AdminStore, newsletter: str, day: date) -> IssueRow | None:
         return None
     ledger = store.ledger_by_issue([issue.id])[issue.id]
     tallies = store.signal_tallies([issue.id])[issue.id]
-    rates = issue_rates(issue.id, issue.issue_date, ledger, tallies)
+    failed = store.failed_details([issue.id])[issue.id]
+    rates = issue_rates(issue.id, issue.issue_date, ledger, tallies, failed)
     return IssueRow(issue, ledger, rates, rates.warnings())
 
 
