@@ -112,7 +112,8 @@ class Audience:
         message = self.template.render(self.recipient(subscriber.id, email, subscriber.public_id))
         if self.sign is None:
             return message
-        return ComposedMessage(message.recipient, message.message_id, self.sign(message.data))
+        signed = self.sign(message.data, message.body)
+        return ComposedMessage(message.recipient, message.message_id, signed)
 
     def settle(self, subscriber: Subscriber, status: DeliveryStatus, detail: str) -> None:
         """A final outcome for a reader no message was made for (so it was never sent)."""

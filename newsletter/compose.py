@@ -48,6 +48,10 @@ class ComposedMessage:
     recipient: Recipient
     message_id: str
     data: bytes
+    # The body (the bytes after the blank line) as whole lines in pieces, the template's own
+    # pieces the same objects in every reader's copy: a DKIM signer canonicalizes those once
+    # per issue (`dkim_fast.FastSigner`). Empty: not known, hash the body as a whole.
+    body: tuple[bytes, ...] = ()
 
 
 def qp_encode_line(line: str) -> bytes:
@@ -144,7 +148,7 @@ class MessageTemplate:
             headers=headers + b"\r\n",
             body=(tuple(_body_segments(digest.text)), tuple(_body_segments(digest.html))),
             body_kinds=("plain", "html"),
-            between=(b"\r\n" + head, middle.removeprefix(b"\r\n"), tail.removeprefix(b"\r\n")),
+            between=(head, middle.removeprefix(b"\r\n"), tail.removeprefix(b"\r\n")),
             domain=settings.sender_domain,
             id_prefix=f"{issue_date:%Y%m%d}.{secrets.token_hex(4)}",
             smtputf8=settings.smtp.smtputf8,
@@ -164,12 +168,13 @@ class MessageTemplate:
         if recipient.unsubscribe_mailto:
             unsubscribe += f",\r\n <{recipient.unsubscribe_mailto}>"
         personal = f"Message-ID: {message_id}\r\nList-Unsubscribe: {unsubscribe}\r\n"
-        pieces = [to, personal.encode("ascii"), self.headers, self.between[0]]
+        body = [self.between[0]]
         for index, segments in enumerate(self.body):
             values = _values(recipient, escape=self.body_kinds[index] == "html")
-            pieces.extend(_fill(segments, values))
-            pieces.append(self.between[index + 1])
-        return ComposedMessage(recipient, message_id, b"".join(pieces))
+            body.extend(_fill(segments, values))
+            body.append(self.between[index + 1])
+        head = [to, personal.encode("ascii"), self.headers, b"\r\n"]
+        return ComposedMessage(recipient, message_id, b"".join(head + body), tuple(body))
 
 
 def _values(recipient: Recipient, *, escape: bool) -> dict[str, str]:

@@ -316,7 +316,8 @@ async def send_test_copy(
     reader = run.recipient(known.id, email, known.public_id) if known else run.recipient(0, email)
     message = template.render(reader)
     if run.sign is not None:
-        message = ComposedMessage(message.recipient, message.message_id, run.sign(message.data))
+        signed = run.sign(message.data, message.body)
+        message = ComposedMessage(message.recipient, message.message_id, signed)
     policy = DeliveryPolicy(connections=1, attempts=1)
     sender = run.settings.from_address
     summary.counts = await deliver(

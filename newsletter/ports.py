@@ -136,7 +136,12 @@ class Store(Protocol):
 
 
 # DKIM or any other last step on the exact bytes that are sent; handed in, never looked up.
-Signer = Callable[[bytes], bytes]
+class Signer(Protocol):
+    """A DKIM signer: the message with its DKIM-Signature fields on top. `body_pieces`: the
+    body in whole lines (`ComposedMessage.body`), which lets it canonicalize an issue's shared
+    lines once; () to take the body as a whole."""
+
+    def __call__(self, message: bytes, body_pieces: Sequence[bytes] = (), /) -> bytes: ...
 
 
 class Connection(Protocol):

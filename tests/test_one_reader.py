@@ -10,6 +10,7 @@ import asyncio
 import io
 import time
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_poison_readers_in_the_middle_become_their_own_outcomes(tmp_path: Path) 
             world.add(address)
         settings = load_settings(world.config)
 
-        def sign(data: bytes) -> bytes:
+        def sign(data: bytes, body_pieces: Sequence[bytes] = ()) -> bytes:
             if b"To: unsignable@" in data:
                 raise ValueError("the key refused this message")
             return data
