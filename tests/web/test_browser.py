@@ -2,7 +2,7 @@
 
 Playwright drives Debian's Chromium (/usr/bin/chromium; no browser download) against the app
 under uvicorn with a real aiosmtpd server. Every page is kept as a screenshot under
-`test-artifacts/` (gitignored) for a person to look at.
+`tests/test-artifacts/` (gitignored) for a person to look at.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.support.config import ROOT
 from tests.support.feedserver import FeedServer
 from tests.support.web import HEADLINE, Servers, WebServer, store_issue, text_part
 
-ARTIFACTS = ROOT / "test-artifacts"
+ARTIFACTS = ROOT / "tests" / "test-artifacts"
 
 pytestmark = pytest.mark.slow  # real processes (or a browser): `make test-fast` skips them
 
