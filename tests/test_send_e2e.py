@@ -122,6 +122,11 @@ def test_dry_run_sends_nothing_changes_nothing_and_writes_the_digest(
     assert "12 Foundry Lane" in (folder / "digest.txt").read_text(encoding="utf-8")
     assert "<table" in (folder / "digest.html").read_text(encoding="utf-8")
     assert "__UNSUBSCRIBE_URL__" not in (folder / "digest.html").read_text(encoding="utf-8")
+    # Made out to a stand-in: no real reader's address or unsubscribe link is left on disk.
+    assert eml["To"] == "reader@example.com"
+    for name in ("digest.eml", "digest.html", "digest.txt"):
+        written = (folder / name).read_bytes()
+        assert not any(address.encode() in written for address in ACTIVE), name
 
 
 def test_test_copy_goes_to_one_address_only_and_stores_nothing(world: Deployment) -> None:

@@ -1,6 +1,8 @@
 """What a dry run leaves behind for a person to open: the digest as HTML, text and one .eml.
 
-The .eml is the exact message the first reader would get, DKIM-signed when `[dkim]` is set.
+The .eml is the exact message a reader would get, DKIM-signed when `[dkim]` is set, made out
+to a stand-in reader (reader@example.com, whose link names nobody): the files stay on disk and
+are passed around, so they carry no subscriber's address or working unsubscribe link.
 """
 
 from __future__ import annotations

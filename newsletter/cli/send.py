@@ -128,6 +128,7 @@ async def _until_signalled(
 
 
 def _preview(run: Run, store: Store, digest: Digest, summary: RunSummary) -> tuple[Path, ...]:
-    first = next(store.iter_subscribers(SubscriberStatus.ACTIVE), None)
-    reader = run.recipient(first.id, first.email) if first else run.recipient(0, PREVIEW_READER)
+    """A stand-in reader, never a real one: files left on disk must not carry a subscriber's
+    address or a link that would unsubscribe them."""
+    reader = run.recipient(0, PREVIEW_READER)
     return write_preview(run.settings, digest, reader, summary.issue_date, run.clock(), run.sign)
