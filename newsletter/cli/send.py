@@ -47,7 +47,9 @@ def add_commands(commands: Any) -> None:
     send.add_argument(
         "--force",
         action="store_true",
-        help="send even if the send time is longer ago than delivery.stale_after_hours",
+        help="send even if the send time is longer ago than delivery.stale_after_hours; also "
+        "resumes an issue held for the operator or past its retry deadline (to the readers "
+        "never tried)",
     )
     send.add_argument(
         "--weekly",
