@@ -25,7 +25,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.errors import AddressError
 from newsletter.models import Recipient
 from newsletter.render import DigestRenderer
-from tests.test_render import article
+from tests.render.test_render import article
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = date(2026, 11, 28)

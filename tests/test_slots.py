@@ -28,7 +28,7 @@ from newsletter.models import (
     Recipient,
 )
 from newsletter.render import DigestRenderer
-from tests.test_render import broken_copy
+from tests.render.test_render import broken_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)

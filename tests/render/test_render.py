@@ -27,7 +27,7 @@ from newsletter.models import (
 )
 from newsletter.render import DigestRenderer
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 ISSUE = date(2026, 11, 28)
 SOURCES = ("Reuters", "Mining Weekly", "Argus Metals", "Fastmarkets", "Nikkei Asia", "REE News")
 STORIES = (

@@ -1,8 +1,8 @@
 """What the sanitizer lets into a digest, pinned tag by tag, link by link, and on random HTML.
 
 The allow-list below is the specification written out again on purpose: the test reads what
-nh3 produced with lxml (as tests/test_render.py reads a digest) and compares it with this list,
-not with the module's own constants, so a change to either shows.
+nh3 produced with lxml (as tests/render/test_render.py reads a digest) and compares it with this
+list, not with the module's own constants, so a change to either shows.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from newsletter.feeds.images import RawImage, choose
 from newsletter.models import LINK_MAX, Article, Image
 from newsletter.store.entries import dump_article, load_article
+from tests.feeds.test_feeds import SAMPLE, feed, run, server
 from tests.support.feedserver import FeedServer
-from tests.test_feeds import SAMPLE, feed, run, server
 
 __all__ = ["server"]  # the fixture, shared with test_feeds
 

@@ -21,8 +21,8 @@ from newsletter.feeds import collect
 from newsletter.models import Article, FeedBatch, FeedReport, FeedState
 from tests.support.feedserver import FeedServer
 
-DATA = Path(__file__).parent / "data" / "feeds"
-SAMPLE = Path(__file__).parent.parent / "feeds" / "sample-ree-news.xml"
+DATA = Path(__file__).parents[1] / "data" / "feeds"
+SAMPLE = Path(__file__).parents[2] / "feeds" / "sample-ree-news.xml"
 NOW = datetime(2026, 11, 28, 7, 0, tzinfo=UTC)
 FETCH = FetchConfig(timeout=5.0, max_bytes=1_000_000, user_agent="ree-test/1.0 (+tests)")
 LAST_MODIFIED = "Fri, 27 Nov 2026 20:00:00 GMT"

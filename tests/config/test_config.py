@@ -9,7 +9,7 @@ import pytest
 from newsletter.config import DRY_RUN_KEY, load_settings
 from newsletter.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = (ROOT / "config.toml").read_text(encoding="utf-8")
 
 

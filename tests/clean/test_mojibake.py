@@ -20,7 +20,7 @@ from newsletter.clean import clean_html, fix_text, html_to_text, repair_mojibake
 
 CORPUS = [
     line
-    for line in (Path(__file__).parent / "data" / "mojibake" / "corpus.txt")
+    for line in (Path(__file__).parents[1] / "data" / "mojibake" / "corpus.txt")
     .read_text(encoding="utf-8")
     .split("\n")
     if line and not line.startswith("#")

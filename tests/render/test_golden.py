@@ -9,7 +9,7 @@ seen after the cutoff; yesterday's; scheduled for later). `wordpress-digest.txt`
 part a reader gets, reviewed line by line. The invisible WORD JOINER that keeps feed text from
 being a slot is written `[U+2060]` there so a reviewer can see it.
 
-After an intended change: `REE_GOLDEN_UPDATE=1 pytest tests/test_golden.py`, then review the
+After an intended change: `REE_GOLDEN_UPDATE=1 pytest tests/render/test_golden.py`, then review the
 diff of the expected file line by line before committing it.
 """
 
@@ -32,7 +32,7 @@ from newsletter.store import open_store
 from tests.support.clock import at_send_time
 from tests.support.config import closed_port, make_config
 
-GOLDEN = Path(__file__).parent / "data" / "golden"
+GOLDEN = Path(__file__).parents[1] / "data" / "golden"
 FEED = GOLDEN / "wordpress.xml"
 EXPECTED = GOLDEN / "wordpress-digest.txt"
 DAY = date(2026, 11, 28)

@@ -1,6 +1,6 @@
 """Mojibake: the rules that decide a repair, each on the smallest text where it decides.
 
-`tests/test_mojibake.py` checks whole corpus sentences, where a garbled sentence holds so many
+`tests/clean/test_mojibake.py` checks whole corpus sentences, where a garbled sentence holds so many
 proven repairs that a slip in one rule is covered by the others. Here each text is short, or
 mixes correct and garbled parts, so that one rule alone decides what comes back: a garbled word
 on its own, a neutral span that needs proof from elsewhere, a correct word next to proven repairs,
@@ -17,7 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from newsletter.clean import mojibake, repair_mojibake
-from tests.test_mojibake import CORPUS, ISO, OTHER, WINDOWS, ambiguity, garblings
+from tests.clean.test_mojibake import CORPUS, ISO, OTHER, WINDOWS, ambiguity, garblings
 
 WORDS = sorted({word for sentence in CORPUS for word in sentence.split()})
 

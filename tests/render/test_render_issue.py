@@ -19,7 +19,7 @@ from newsletter.errors import RenderError
 from newsletter.models import EMAIL_PLACEHOLDER, Article, Digest, Image
 from newsletter.render import DigestRenderer, preheader, subject_line
 from newsletter.render.notes import NOTE_MAX_BYTES
-from tests.test_render import ISSUE, REPO, article, busy_day, parse
+from tests.render.test_render import ISSUE, REPO, article, busy_day, parse
 
 PICTURE = "https://ree-news.example.com/wp-content/uploads/2026/11/{n}-1200x675.jpg"
 
