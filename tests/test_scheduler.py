@@ -55,18 +55,10 @@ DIGEST = Digest("subject", "preheader", "<p>html</p>", "text", ())
 Calls = list[tuple[datetime, date]]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """One clock for our code and APScheduler's scheduler and executor."""
-    fake = Clock()
+    fake = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
 
     class FakeDatetime(datetime):
         @classmethod
@@ -91,7 +83,7 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
     opened.close()
 
 
-def recorder(settings: Settings, store: Store, clock: Clock, calls: Calls) -> DailyScheduler:
+def recorder(settings: Settings, store: Store, clock: FakeClock, calls: Calls) -> DailyScheduler:
     """A scheduler whose send records the call and stores the issue as sent."""
 
     async def send(day: date, kind: Frequency) -> None:
@@ -113,7 +105,9 @@ async def settle(schedule: DailyScheduler) -> None:
         await asyncio.sleep(0.01)
 
 
-async def drive(schedule: DailyScheduler, clock: Clock, until: datetime, step: timedelta) -> None:
+async def drive(
+    schedule: DailyScheduler, clock: FakeClock, until: datetime, step: timedelta
+) -> None:
     schedule.start()
     await settle(schedule)
     while clock.now < until:
@@ -124,7 +118,7 @@ async def drive(schedule: DailyScheduler, clock: Clock, until: datetime, step: t
 
 
 def run_days(
-    settings: Settings, store: Store, clock: Clock, start: datetime, end: datetime
+    settings: Settings, store: Store, clock: FakeClock, start: datetime, end: datetime
 ) -> Calls:
     calls: Calls = []
     clock.now = start
@@ -147,7 +141,7 @@ def run_days(
 def test_fires_once_a_day_at_the_local_send_time_across_dst(
     tmp_path: Path,
     store: SqlStore,
-    clock: Clock,
+    clock: FakeClock,
     send_time: str,
     start: datetime,
     local_times: list[str],
@@ -182,7 +176,7 @@ def test_the_trigger_gives_each_local_date_once_for_a_whole_year(tmp_path: Path)
     ],
 )
 def test_a_restart_after_the_send_time_catches_up_only_within_the_stale_window(
-    tmp_path: Path, store: SqlStore, clock: Clock, late: timedelta, sends: bool
+    tmp_path: Path, store: SqlStore, clock: FakeClock, late: timedelta, sends: bool
 ) -> None:
     settings = settings_for(tmp_path)  # 07:00 London, stale_after_hours = 6
     day = date(2026, 11, 27)
@@ -192,7 +186,7 @@ def test_a_restart_after_the_send_time_catches_up_only_within_the_stale_window(
 
 
 def test_a_restart_does_not_send_an_issue_already_sent(
-    tmp_path: Path, store: SqlStore, clock: Clock
+    tmp_path: Path, store: SqlStore, clock: FakeClock
 ) -> None:
     settings = settings_for(tmp_path)
     day = date(2026, 11, 27)
@@ -204,7 +198,7 @@ def test_a_restart_does_not_send_an_issue_already_sent(
     assert run_days(settings, store, clock, again, again + timedelta(hours=2)) == []
 
 
-def reached_one(store: Store, settings: Settings, day: date, clock: Clock) -> None:
+def reached_one(store: Store, settings: Settings, day: date, clock: FakeClock) -> None:
     """An unfinished issue of `day` that reached one reader and has one more to go."""
     issue = store.create_issue(settings.name, day, issue_cutoff(settings, day), DIGEST, clock())
     first = store.add_subscriber("first@example.org", status=ACTIVE, source="t", now=clock())
@@ -213,7 +207,7 @@ def reached_one(store: Store, settings: Settings, day: date, clock: Clock) -> No
 
 
 def test_an_issue_that_reached_someone_is_resumed_even_after_the_stale_window(
-    tmp_path: Path, store: SqlStore, clock: Clock
+    tmp_path: Path, store: SqlStore, clock: FakeClock
 ) -> None:
     settings = settings_for(tmp_path)
     day = date(2026, 11, 27)
@@ -225,7 +219,7 @@ def test_an_issue_that_reached_someone_is_resumed_even_after_the_stale_window(
 
 
 def test_an_issue_that_reached_nobody_is_held_after_the_stale_window(
-    tmp_path: Path, store: SqlStore, clock: Clock
+    tmp_path: Path, store: SqlStore, clock: FakeClock
 ) -> None:
     settings = settings_for(tmp_path)
     day = date(2026, 11, 27)
@@ -252,7 +246,7 @@ STALE_CASES = [
 def test_the_plan(
     tmp_path: Path,
     store: SqlStore,
-    clock: Clock,
+    clock: FakeClock,
     after: timedelta,
     stored: IssueStatus | None,
     sends: bool,
@@ -315,7 +309,7 @@ def reported(sender: IssueSender, reports: list[RunSummary]) -> IssueRunner[RunS
     return run
 
 
-async def two_schedulers(settings: Settings, clock: Clock, reports: list[RunSummary]) -> None:
+async def two_schedulers(settings: Settings, clock: FakeClock, reports: list[RunSummary]) -> None:
     """Two processes' worth of scheduler on one database, both starting after the send time."""
     schedules = []
     for _ in range(2):
@@ -334,7 +328,7 @@ async def two_schedulers(settings: Settings, clock: Clock, reports: list[RunSumm
 
 
 def test_two_schedulers_on_one_database_mail_each_reader_once(
-    tmp_path: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
     readers = [f"reader{n}@example.org" for n in range(20)]
