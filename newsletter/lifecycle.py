@@ -27,6 +27,7 @@ from newsletter.timing import (
     kinds,
     latest_due_date,
     retry_deadline,
+    stale,
     stale_window,
     stream_name,
 )
@@ -92,7 +93,7 @@ def finish_command(issue_date: date, kind: Frequency = Frequency.DAILY) -> str:
 def held(settings: Settings, issue: Issue, ledger: Standing, now: datetime) -> str | None:
     """Why an unfinished issue must wait for the operator, or None if a run may resume it."""
     day, kind = issue.issue_date, issue.kind
-    if not ledger.reached_anyone and now - issue_cutoff(settings, day) > stale_window(settings):
+    if not ledger.reached_anyone and stale(settings, issue_cutoff(settings, day), now):
         late = hours(now - issue_cutoff(settings, day), up=True)
         return (
             f"{what(day, kind)} reached nobody within delivery.stale_after_hours "
@@ -198,7 +199,7 @@ def _plan_stream(
     due_at = issue_cutoff(settings, day)
     when = f"{what(day, kind)} was due at {due_at.astimezone(settings.timezone):%H:%M %Z}"
     weekly = " --weekly" if kind is Frequency.WEEKLY else ""
-    if now - due_at <= stale_window(settings):
+    if not stale(settings, due_at, now):
         result.sends.append((day, kind))
         result.notes.append(f"{when}, {hours(now - due_at)} ago")
     else:

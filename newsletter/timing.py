@@ -50,6 +50,12 @@ def stale_window(settings: Settings) -> timedelta:
     return timedelta(hours=settings.delivery.stale_after_hours)
 
 
+def stale(settings: Settings, due_at: datetime, now: datetime) -> bool:
+    """Whether `due_at` is further past than the stale window: the one rule that keeps a late
+    issue from reaching readers by surprise (starting it, resuming it, or a missed day)."""
+    return now - due_at > stale_window(settings)
+
+
 def retry_deadline(settings: Settings, issue: Issue) -> datetime:
     """Until this instant later runs retry the issue's deferred readers."""
     return issue.cutoff + timedelta(hours=settings.delivery.retry_deadline_hours)
@@ -83,7 +89,7 @@ def check_not_stale(settings: Settings, issue_date: date, now: datetime) -> None
     """Refuse to start an issue whose send time is further past than the stale window."""
     cutoff = issue_cutoff(settings, issue_date)
     late, window = now - cutoff, stale_window(settings)
-    if late > window:
+    if stale(settings, cutoff, now):
         local = cutoff.astimezone(settings.timezone)
         raise StaleIssueError(
             f"the issue of {issue_date} was due at {local:%Y-%m-%d %H:%M %Z}, "
