@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -113,6 +114,23 @@ def test_failed_logins_are_limited_per_client(op: OperatorServer) -> None:
     assert other.status_code == 303
     op.clock.advance(hours=1, seconds=1)
     assert log_in(op).status_code == 303
+
+
+def test_a_burst_of_guesses_sent_at_once_gets_no_more_than_the_limit(op: OperatorServer) -> None:
+    """Each attempt counts as it starts, not after the slow password check: twelve guesses in
+    flight at once get five answers and seven 429s, and one IPv6 host is one /64."""
+    clients = [f"2001:db8:1:2::{n:x}" for n in range(12)]  # one /64, a new address each time
+
+    def guess(client: str) -> int:
+        with httpx.Client(base_url=op.url, follow_redirects=False) as own:
+            headers = {"X-Forwarded-For": client, "Origin": op.url}
+            return own.post("/admin/login", data={"password": "guess"}, headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=len(clients)) as pool:
+        codes = sorted(pool.map(guess, clients))
+    assert codes == [401] * 5 + [429] * 7
+    assert log_in(op, **{"X-Forwarded-For": "2001:db8:1:2::ffff"}).status_code == 429
+    assert log_in(op, **{"X-Forwarded-For": "2001:db8:1:3::1"}).status_code == 303  # next /64
 
 
 def test_logout_needs_the_session_csrf_token_and_ends_the_session(op: OperatorServer) -> None:

@@ -33,6 +33,7 @@ from newsletter.web.admin.charts import bar_chart
 from newsletter.web.admin.passwords import verify_password
 from newsletter.web.admin.sessions import LoginLimiter, Session, Sessions, csrf_ok
 from newsletter.web.archive import public_html
+from newsletter.web.ratelimit import client_key
 
 log = logging.getLogger("newsletter.admin")
 TEMPLATES = Path(__file__).with_name("templates")
@@ -110,11 +111,11 @@ def routes(ctx: AdminContext) -> list[Route]:
         return ctx.page("login.html")
 
     async def login(request: Request) -> Response:
-        client = request.client.host if request.client else "?"
+        client = client_key(request.client.host if request.client else None)
         now = ctx.clock()
         if not ctx.same_origin(request):
             return ctx.page("login.html", 403, message="This form must be sent from this site.")
-        until = ctx.limiter.blocked_until(client, now)
+        until = ctx.limiter.attempt(client, now)  # counted as failed until it succeeds
         if until is not None:
             wait = max(1, int((until - now).total_seconds()))
             response = ctx.page("login.html", 429, message="Too many failed logins; wait.")
@@ -126,9 +127,9 @@ def routes(ctx: AdminContext) -> list[Route]:
             _verify, password, ctx.settings.admin.password_hash
         )
         if not good:
-            ctx.limiter.failed(client, now)
             log.warning("admin: failed login from %s", client)
             return ctx.page("login.html", 401, message="Wrong password.")
+        ctx.limiter.succeeded(client, now)
         session = ctx.sessions.start(now, replacing=request.cookies.get(COOKIE))
         log.info("admin: login from %s", client)
         redirect = ctx.to("")

@@ -70,8 +70,10 @@ def csrf_ok(session: Session, given: str) -> bool:
 class LoginLimiter:
     """At most `limit` failed logins per client per hour (then 429 until the hour has passed).
 
-    Keyed by client IP (IPv6 per /64 is the web app's business; the admin is one person, so a
-    plain per-address window is enough). At most MAX_CLIENTS are tracked: the oldest go first.
+    An attempt is counted as it starts (`attempt`) and forgiven once it succeeds: checked only
+    after the slow password check, a burst of requests sent at once would all pass the limit
+    before the first failure was counted. Keyed by IPv4 address or IPv6 /64 (one host holds a
+    whole /64). At most MAX_CLIENTS are tracked: the oldest go first.
     """
 
     def __init__(self, limit: int, window: timedelta = timedelta(hours=1)) -> None:
@@ -80,21 +82,25 @@ class LoginLimiter:
         self._failures: dict[str, deque[datetime]] = {}
         self._lock = threading.Lock()
 
-    def blocked_until(self, client: str, now: datetime) -> datetime | None:
-        with self._lock:
-            failures = self._failures.get(client)
-            if not failures:
-                return None
-            while failures and failures[0] <= now - self.window:
-                failures.popleft()
-            if len(failures) < self.limit:
-                return None
-            return failures[0] + self.window
-
-    def failed(self, client: str, now: datetime) -> None:
+    def attempt(self, client: str, now: datetime) -> datetime | None:
+        """Count an attempt by `client` at `now` as failed until `succeeded` says otherwise;
+        if the client is over the limit instead, count nothing and return when it may retry."""
         with self._lock:
             failures = self._failures.pop(client, deque())
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            if len(failures) >= self.limit:
+                self._failures[client] = failures
+                return failures[0] + self.window
             failures.append(now)
             self._failures[client] = failures
             while len(self._failures) > MAX_CLIENTS:
                 self._failures.pop(next(iter(self._failures)))
+            return None
+
+    def succeeded(self, client: str, at: datetime) -> None:
+        """The attempt made at `at` was the right password: it is not a failure."""
+        with self._lock:
+            failures = self._failures.get(client)
+            if failures is not None and at in failures:
+                failures.remove(at)
