@@ -3,6 +3,7 @@ stories, with the same guarantees as the daily issue (its own ledger, resume aft
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections import Counter
@@ -80,6 +81,22 @@ def test_weekly_readers_get_only_the_round_up_and_daily_readers_only_the_dailies
     assert len(shown) <= settings.weekly.max_articles
     assert world.send("--date", ISSUE_DATE, "--weekly") == 0  # a rerun sends nothing new
     assert copies(world) == Counter(WEEKLY)
+
+
+def test_status_json_shows_the_round_up_beside_the_dailies(
+    world: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    send_the_week(world)
+    assert world.send("--date", ISSUE_DATE, "--weekly") == 0
+    capsys.readouterr()
+    assert main(["--config", str(world.config), "status", "--json"], clock=world.clock) == 0
+    issues = json.loads(capsys.readouterr().out)["issues"]
+    weekly = [issue for issue in issues if issue["kind"] == "weekly"]
+    assert [(i["date"], i["status"], i["ledger"]) for i in weekly] == [
+        (ISSUE_DATE, "sent", {"sent": len(WEEKLY)})
+    ]
+    assert issues[0] == weekly[0]  # newest first, the round-up before that day's daily
+    assert {i["kind"] for i in issues[1:]} == {"daily"}
 
 
 def test_the_plan_sends_the_round_up_on_its_weekday_only(world: Deployment) -> None:

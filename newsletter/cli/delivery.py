@@ -13,6 +13,7 @@ from typing import Any
 from newsletter import lifecycle
 from newsletter.bounces import Verp
 from newsletter.cli.door import Door, command, issue_date
+from newsletter.config import Settings
 from newsletter.errors import ConfigError
 from newsletter.mail.arf import read_report
 from newsletter.mail.inbound import (
@@ -78,15 +79,7 @@ def cmd_status(door: Door) -> int:
         return cmd_status_json(door)
     settings = door.settings
     with door.store(read_only=True) as store:
-        issues = sorted(
-            (
-                issue
-                for kind in kinds(settings)
-                for issue in store.recent_issues(stream_name(settings, kind), door.args.limit)
-            ),
-            key=lambda issue: (issue.issue_date, issue.kind),
-            reverse=True,
-        )[: door.args.limit]
+        issues = recent_issues(settings, store, door.args.limit)
         if not issues:
             print("no issues yet")
         for issue in issues:
@@ -250,17 +243,32 @@ def print_rates(rates: IssueRates) -> None:
         print(f"            warning: {warning}")
 
 
+def recent_issues(settings: Settings, store: SqlStore, limit: int) -> list[Issue]:
+    """The newest `limit` issues of every stream (daily, and weekly when it is on), newest
+    first; a weekly round-up before the daily issue of its date."""
+    return sorted(
+        (
+            issue
+            for kind in kinds(settings)
+            for issue in store.recent_issues(stream_name(settings, kind), limit)
+        ),
+        key=lambda issue: (issue.issue_date, issue.kind),
+        reverse=True,
+    )[:limit]
+
+
 def cmd_status_json(door: Door) -> int:
     settings = door.settings
     with door.store(read_only=True) as store:
         found = []
-        for issue in store.recent_issues(settings.name, door.args.limit):
+        for issue in recent_issues(settings, store, door.args.limit):
             ledger = lifecycle.standing(store, issue)
             rates = issue_rates_of(store, issue, ledger.counts)
             reason = lifecycle.held(settings, issue, ledger, door.clock())
             found.append(
                 {
                     "date": issue.issue_date.isoformat(),
+                    "kind": issue.kind.value,
                     "status": issue.status.value,
                     "ended": issue.sent_at.isoformat() if issue.sent_at else None,
                     "subject": issue.digest.subject,
