@@ -284,3 +284,35 @@ def test_a_run_signs_the_exact_bytes_the_relay_receives(
     for received in smtp.messages:
         assert verifies(received.data, *keys, index=0)
         assert verifies(received.data, *keys, index=1)
+
+
+def test_a_dry_run_leaves_the_signed_message_a_reader_would_get(
+    tmp_path: Path, keys: tuple[DkimKey, DkimKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`send --dry-run` with [dkim] set: out/<date>/digest.eml is signed with both keys, the
+    signatures verify, and they cover the body and the fields a reader relies on."""
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    rsa_path, ed_path = tmp_path / "rsa.pem", tmp_path / "ed.key"
+    rsa_path.write_bytes(keys[0].private)
+    ed_path.write_bytes(keys[1].private)
+    dkim_lines = {
+        '\nselector = ""': '\nselector = "ree2026"',
+        '\nprivate_key = ""': f'\nprivate_key = "{rsa_path}"',
+        '\ned25519_selector = ""': '\ned25519_selector = "ree2026e"',
+        '\ned25519_private_key = ""': f'\ned25519_private_key = "{ed_path}"',
+    }
+    config = make_config(tmp_path, [("REE News", str(SAMPLE))], 25, replace=dkim_lines)
+    clock = FakeClock(datetime(2026, 11, 28, 8, 0, tzinfo=UTC))
+    argv = ["--config", str(config), "send", "--dry-run", "--date", "2026-11-28"]
+    assert main(argv, clock=clock) == 0
+    eml = (load_settings(config).output_dir / "2026-11-28" / "digest.eml").read_bytes()
+    assert eml.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    assert verifies(eml, *keys, index=0) and verifies(eml, *keys, index=1)
+    tags = dkim.util.parse_tag_value(eml.split(b"\r\n\r\n")[0].split(b"DKIM-Signature: ")[1])
+    signed = set(re.sub(rb"\s+", b"", tags[b"h"]).split(b":"))
+    assert {b"from", b"to", b"subject", b"list-unsubscribe", b"message-id"} <= signed
+    body_at = eml.index(b"\r\n\r\n") + 200
+    changed = (
+        eml[:body_at] + (b"X" if eml[body_at : body_at + 1] != b"X" else b"Y") + eml[body_at + 1 :]
+    )
+    assert not verifies(changed, *keys, index=0)
