@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -240,6 +241,27 @@ STALE_CASES = [
     (timedelta(hours=23), IssueStatus.SENDING, True, 0),  # reached someone; deadline is 24 h
     (timedelta(hours=25), IssueStatus.SENDING, False, 1),  # past the deadline, one never tried
 ]
+
+
+def test_the_long_running_scheduler_started_at_0655_warns_of_nothing(
+    tmp_path: Path, store: SqlStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`newsletter run` started five minutes before the send time, yesterday's issue sent: no
+    warning or alert (APScheduler's "missed by" included), and today's issue once, when due."""
+    settings = settings_for(tmp_path)
+    yesterday, today = date(2026, 11, 27), date(2026, 11, 28)
+    made = issue_cutoff(settings, yesterday)
+    sent = store.create_issue(settings.name, yesterday, made, DIGEST, made)
+    store.set_issue_status(sent.id, IssueStatus.SENT, made + timedelta(minutes=5))
+    start = issue_cutoff(settings, today) - timedelta(minutes=5)
+    with caplog.at_level(logging.INFO):
+        calls = run_days(settings, store, clock, start, start + timedelta(minutes=40))
+    [(at, day)] = calls  # the clock moves in 15-minute steps: the first after 07:00
+    assert day == today and timedelta(0) <= at - issue_cutoff(settings, today) < timedelta(
+        minutes=15
+    )
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == [], loud
 
 
 @pytest.mark.parametrize(("after", "stored", "sends", "alerts"), STALE_CASES)
