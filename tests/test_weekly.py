@@ -68,8 +68,10 @@ def test_weekly_readers_get_only_the_round_up_and_daily_readers_only_the_dailies
     # "View in your browser" opens the round-up's own page, not the daily issue of that date.
     for part in (weekly.digest.html, weekly.digest.text):
         assert f"/archive/weekly/{ISSUE_DATE}" in part and f"/archive/{ISSUE_DATE}" not in part
+        assert "the week&#39;s rare-earth news" in part or "the week's rare-earth news" in part
     daily = world.store.get_issue(settings.name, WEEK[-2])
     assert daily is not None and f"/archive/{WEEK[-2]}" in daily.digest.html
+    assert "the day's rare-earth news" in daily.digest.text
     assert weekly.digest.subject.startswith(f"{settings.weekly.name}, 28 Nov 2026: ")
     leads = []
     for day in WEEK:

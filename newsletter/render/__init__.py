@@ -78,6 +78,15 @@ class MoreOnSite:
     label: str  # the site's host name, as a reader would type it
 
 
+@dataclass(frozen=True)
+class _Stream:
+    """What differs between the daily issue and the weekly round-up in the same templates."""
+
+    name: str  # the masthead and the subject
+    archive_url: str  # "View in your browser": the issue's own page in the web archive
+    period: str  # "day's" or "week's", as in "brings you the day's rare-earth news"
+
+
 class DigestRenderer:
     """Renders digests with templates compiled once per process and CSS read once."""
 
@@ -105,12 +114,16 @@ class DigestRenderer:
         if not articles:
             raise RenderError("a digest needs at least one article")
         note = load_note(self._settings.render.notes_dir, issue_date)
-        title = name or self._settings.name  # the weekly round-up has a name of its own
-        weekly = "weekly/" if kind is Frequency.WEEKLY else ""
-        page = f"{self._settings.base_url}/archive/{weekly}{issue_date.isoformat()}"
-        shown, (html, text) = self._fit(articles, issue_date, number, note, (title, page))
+        weekly = kind is Frequency.WEEKLY
+        stream = _Stream(
+            name=name or self._settings.name,  # the weekly round-up has a name of its own
+            archive_url=f"{self._settings.base_url}/archive/{'weekly/' if weekly else ''}"
+            f"{issue_date.isoformat()}",
+            period="week's" if weekly else "day's",
+        )
+        shown, (html, text) = self._fit(articles, issue_date, number, note, stream)
         return Digest(
-            subject=subject_line(title, issue_date, articles[0].title),
+            subject=subject_line(stream.name, issue_date, articles[0].title),
             preheader=preheader(articles[:shown]),
             html=html,
             text=text,
@@ -123,7 +136,7 @@ class DigestRenderer:
         day: date,
         number: int | None,
         note: Note | None,
-        name: tuple[str, str],
+        stream: _Stream,
     ) -> tuple[int, tuple[str, str]]:
         """The most articles (from the start) whose digest stays under MAX_HTML_BYTES.
 
@@ -131,14 +144,14 @@ class DigestRenderer:
         on a day that does not fit at once.
         """
         count = len(articles)
-        whole = self._attempt(articles, count, day, number, note, name)
+        whole = self._attempt(articles, count, day, number, note, stream)
         if whole is not None:
             return count, whole
         best: tuple[int, tuple[str, str]] | None = None
         low, high = 1, count - 1
         while low <= high:
             middle = (low + high) // 2
-            parts = self._attempt(articles, middle, day, number, note, name)
+            parts = self._attempt(articles, middle, day, number, note, stream)
             if parts is None:
                 high = middle - 1
             else:
@@ -154,7 +167,7 @@ class DigestRenderer:
         day: date,
         number: int | None,
         note: Note | None,
-        name: tuple[str, str],
+        stream: _Stream,
     ) -> tuple[str, str] | None:
         """Both parts with the first `shown` articles, or None if the HTML is too big."""
         more = None
@@ -162,7 +175,7 @@ class DigestRenderer:
             site = self._settings.site_url
             more = MoreOnSite(len(articles) - shown, site, _host(site))
         slots = Slots()
-        context = self._context(articles[:shown], day, number, note, more, slots, name)
+        context = self._context(articles[:shown], day, number, note, more, slots, stream)
         html = slots.seal(inline_css(render(self._html, context), self._css.inline))
         if not fits(html):
             return None
@@ -178,9 +191,9 @@ class DigestRenderer:
         note: Note | None,
         more: MoreOnSite | None,
         slots: Slots,
-        name: tuple[str, str],
+        stream: _Stream,
     ) -> dict[str, object]:
-        """`name`: the stream's name and the issue's page in the web archive."""
+        """`stream`: daily or weekly, which the issue belongs to."""
         s, r = self._settings, self._settings.render
         several = len({article.source for article in articles}) > 1
         views = [
@@ -190,13 +203,14 @@ class DigestRenderer:
         sections = group(articles[1:], views[1:], r.sections, r.other_title, PLAIN_SECTION)
         words = sum(view.words for view in views) + (note.words if note else 0)
         return {
-            "name": name[0],
+            "name": stream.name,
+            "period": stream.period,
             "long_date": long_date(issue_date),
             "number": number,
             "minutes": reading_minutes(words),
             "preheader": preheader(articles),
             "head_css": Markup(self._css.head),
-            "archive_url": name[1],
+            "archive_url": stream.archive_url,
             "subscribe_url": f"{s.base_url}/subscribe",
             "site_url": s.site_url,
             "site_label": _host(s.site_url),
