@@ -124,7 +124,7 @@ class DigestRenderer:
         shown, (html, text) = self._fit(articles, issue_date, number, note, stream)
         return Digest(
             subject=subject_line(stream.name, issue_date, articles[0].title),
-            preheader=preheader(articles[:shown]),
+            preheader=preheader(articles[:shown], stream.period),
             html=html,
             text=text,
             article_ids=tuple(article.id for article in articles[:shown]),
@@ -208,7 +208,7 @@ class DigestRenderer:
             "long_date": long_date(issue_date),
             "number": number,
             "minutes": reading_minutes(words),
-            "preheader": preheader(articles),
+            "preheader": preheader(articles, stream.period),
             "head_css": Markup(self._css.head),
             "archive_url": stream.archive_url,
             "subscribe_url": f"{s.base_url}/subscribe",

@@ -22,7 +22,7 @@ WORDS_PER_MINUTE = 230  # a common silent-reading rate for non-fiction
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
            "September", "October", "November", "December")  # fmt: skip
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_PADDING = " | the day's rare-earth market news"
+_PADDING = " | the %s rare-earth market news"  # the day's, or the week's in a round-up
 
 
 def headline(title: str) -> str:
@@ -40,7 +40,7 @@ def subject_line(name: str, issue_date: date, title: str) -> str:
     return f"{prefix}: {head}" if head else prefix
 
 
-def preheader(articles: Sequence[Article]) -> str:
+def preheader(articles: Sequence[Article], period: str = "day's") -> str:
     """The inbox preview line, 40-130 characters, never the subject's headline again.
 
     With more stories it names the next two headlines and how many follow; a one-story issue
@@ -57,7 +57,7 @@ def preheader(articles: Sequence[Article]) -> str:
             tail = ""  # two whole headlines say more than a count
         text = inert(f"Also: {' · '.join(_share(heads, room - len(tail)))}{tail}")
     if len(text) < PREHEADER_MIN:
-        text += _PADDING
+        text += _PADDING % period
     return text[:PREHEADER_MAX]
 
 

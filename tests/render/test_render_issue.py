@@ -245,6 +245,7 @@ def test_the_preheader_names_the_next_two_headlines() -> None:
            article(2, title="Third story"), article(3), article(4)]  # fmt: skip
     assert preheader(day) == "Also: Second story · Third story and 2 more"
     assert preheader(day[:2]) == "Also: Second story | the day's rare-earth market news"
+    assert preheader(day[:2], "week's") == "Also: Second story | the week's rare-earth market news"
 
 
 def test_sections_need_their_categories_to_be_read(shipped: Settings) -> None:
