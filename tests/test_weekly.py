@@ -29,12 +29,18 @@ ON = {"enabled = false\nweekday": 'enabled = true\nweekday = "saturday"\n#weekda
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_url: str) -> Iterator[Deployment]:
+    """SQLite and PostgreSQL, as for the daily issue."""
     monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
     since = datetime(2026, 11, 20, tzinfo=UTC)
     swaps = {**ON, "connections = 4 ": "connections = 2 ", "batch_size = 500 ": "batch_size = 40 "}
     readers = DAILY + WEEKLY
-    with SmtpServer() as smtp, deployment(tmp_path, smtp, readers, replace=swaps, since=since) as w:
+    with (
+        SmtpServer() as smtp,
+        deployment(
+            tmp_path, smtp, readers, replace=swaps, since=since, database_url=store_url
+        ) as w,
+    ):
         for address in WEEKLY:
             w.store.set_frequency(w.ids[address], Frequency.WEEKLY, since)
         yield w
