@@ -184,9 +184,23 @@ async def run_issue(
     except StoreError as exc:
         summary.stopped = True
         summary.note = f"stopped: {exc}; the next run resumes where this one stopped"
+        _stopped_standing(run, issue, summary)
         return summary, digest
     _finish(run, issue, summary, lost)
     return summary, digest
+
+
+def _stopped_standing(run: Run, issue: Issue, summary: RunSummary) -> None:
+    """The ledger as it stands after a store fault, if the store can still say (a full disk
+    still reads; a dropped connection is replaced); else no state at all rather than a wrong
+    one ("0 readers not reached" of an issue that stopped half-way)."""
+    try:
+        ledger = lifecycle.standing(run.store, issue)
+    except StoreError:
+        summary.status = None
+        return
+    summary.counts, summary.status = ledger.counts, IssueStatus.SENDING
+    summary.unreached = ledger.unreached
 
 
 async def _send_batches(

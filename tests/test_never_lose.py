@@ -5,13 +5,15 @@ reached exactly once (duplicates within the stated bound), on a test clock past 
 2. SIGTERM part-way past the deadline, immediate rerun;
 3. SIGKILL part-way, rerun after the lease would have run out;
 4. a kill between creating the issue and taking its lease;
-5. the PostgreSQL connection terminated mid-send.
+5. the PostgreSQL connection terminated mid-send;
+6. the SQLite store full mid-send (as on a full disk).
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 from collections import Counter
 from contextlib import AbstractContextManager
@@ -26,6 +28,7 @@ from newsletter.config import load_settings
 from newsletter.mail.smtp import SmtpTransport
 from newsletter.models import IssueStatus
 from newsletter.pipeline import Run, prepare_issue
+from newsletter.store import engine as store_engine
 from tests.support.config import closed_port
 from tests.support.smtp_server import SmtpServer
 from tests.support.world import ISSUE_DATE, SECRET, Deployment, deployment
@@ -149,6 +152,44 @@ def test_a_kill_between_creating_the_issue_and_taking_its_lease_loses_nobody(
         assert send(world, "--date", ISSUE_DATE) == 4  # held: it reached nobody in its window
         assert world.send("--date", ISSUE_DATE) == 0
         everyone_once(world)
+
+
+def test_a_full_sqlite_store_mid_send_stops_cleanly_and_the_rerun_mails_everyone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite refusing to grow ("database or disk is full", as on a full disk) part-way through
+    the send: one line, the summary, exit 3, no traceback; the next run sends to the rest."""
+    with SmtpServer() as smtp, world_on(tmp_path, smtp) as world:
+        settings = load_settings(world.config)
+        run = Run(settings, world.store, SmtpTransport(settings.smtp), world.clock)
+        asyncio.run(prepare_issue(run, DAY))  # the issue is made; the send below resumes it
+        database = Path(world.store.engine.url.database or "")
+        with sqlite3.connect(database) as probe:
+            limit = probe.execute("PRAGMA page_count").fetchone()[0] + 3  # ~12 KB of room
+        real = store_engine.file_engine
+
+        def nearly_full(url: sa.URL, *, read_only: bool) -> sa.Engine:
+            engine = real(url, read_only=read_only)
+            sa.event.listen(
+                engine,
+                "connect",
+                lambda connection, _: connection.execute(f"PRAGMA max_page_count = {limit}"),
+            )
+            return engine
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(store_engine, "file_engine", nearly_full)
+            code = send(world, "--date", ISSUE_DATE)
+        out, err = capsys.readouterr()
+        assert code == 3 and "Traceback" not in out + err, (out, err)
+        assert "database or disk is full" in out + err
+        recorded = len(world.ledger())
+        assert 0 < recorded < len(AUDIENCE)
+        # The summary says how far it got, and how many it did not reach, truthfully.
+        assert f"outcomes: sent={recorded}\n" in out, out
+        assert f"issue: sending, {len(AUDIENCE) - recorded} reader(s) not reached" in out, out
+        assert send(world, "--date", ISSUE_DATE) == 0
+        everyone_once(world, duplicates=CONNECTIONS)
 
 
 @pytest.mark.slow
