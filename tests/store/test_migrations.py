@@ -9,7 +9,10 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -126,6 +129,46 @@ def test_concurrent_opens_migrate_once(store_url: str) -> None:
         rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
     assert [row[0] for row in rows] == [migrate.HEAD]
     for store in opened:
+        store.close()
+
+
+OPEN_WHEN_TOLD = """
+import pathlib, sys, time
+go = pathlib.Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+from newsletter.store import open_store
+open_store(sys.argv[1]).close()
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_store_at_once_migrate_it_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Three processes (as three `newsletter send` of one cron minute) open an empty store at
+    the same moment: each gets a store at HEAD, every step having run once (a step run twice
+    fails on what the first made), and one version row."""
+    go = tmp_path / "go"
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_WHEN_TOLD, store_url, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    time.sleep(1.0)  # each has imported Python and waits for the word
+    go.touch()
+    for process in started:
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err.decode()
+    store = open_store(store_url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert [row[0] for row in rows] == [migrate.HEAD]
+    finally:
         store.close()
 
 
