@@ -3,6 +3,7 @@ stories, with the same guarantees as the daily issue (its own ledger, resume aft
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -16,7 +17,9 @@ import pytest
 from newsletter.cli.main import main
 from newsletter.config import load_settings
 from newsletter.lifecycle import plan
+from newsletter.mail.smtp import SmtpTransport
 from newsletter.models import Frequency, IssueStatus
+from newsletter.pipeline import Run, prepare_issue
 from newsletter.timing import issue_cutoff
 from tests.support.smtp_server import SmtpServer
 from tests.support.world import ISSUE_DATE, SECRET, Deployment, deployment
@@ -160,3 +163,56 @@ def test_a_killed_round_up_resumes_and_reaches_every_weekly_reader_once(
     got = copies(world)
     assert set(got) == set(WEEKLY)
     assert sum(n - 1 for n in got.values()) <= 2  # at most one per connection of the killed run
+
+
+@pytest.mark.slow
+def test_sigterm_mid_round_up_stops_promptly_and_the_rerun_reaches_the_rest(
+    world: Deployment,
+) -> None:
+    send_the_week(world)
+    world.smtp.handler.messages.clear()
+    world.smtp.handler.delay = 0.01
+    process = world.spawn("--force", "--date", ISSUE_DATE, "--weekly")
+    wait_for(lambda: len(world.smtp.messages) >= 30)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 3 and b"Traceback" not in err, (out, err)
+    assert b"stopped before the end" in out
+    assert set(copies(world)) == {a for a, s in world.ledger().items() if a in WEEKLY}
+    world.smtp.handler.delay = 0.0
+    assert world.send("--date", ISSUE_DATE, "--weekly") == 0
+    assert copies(world) == Counter(WEEKLY)
+
+
+@pytest.mark.slow
+def test_two_processes_share_the_round_up_and_reach_every_weekly_reader_once(
+    world: Deployment,
+) -> None:
+    send_the_week(world)
+    world.smtp.handler.messages.clear()
+    world.smtp.handler.delay = 0.01
+    process = world.spawn("--force", "--date", ISSUE_DATE, "--weekly", "--processes", "2")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, (out, err)
+    assert b"their exit statuses: 0, 0" in out
+    assert copies(world) == Counter(WEEKLY)
+
+
+def test_close_weekly_ends_the_round_up_and_counts_who_never_got_it(
+    world: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    send_the_week(world)
+    settings = load_settings(world.config)
+    run = Run(settings, world.store, SmtpTransport(settings.smtp), world.clock)
+    asyncio.run(prepare_issue(run, SATURDAY, Frequency.WEEKLY))  # made, then the process died
+    capsys.readouterr()
+    argv = ["--config", str(world.config), "close", "--date", ISSUE_DATE, "--weekly"]
+    assert main(argv, clock=world.clock) == 0
+    said = capsys.readouterr().out
+    assert f"the weekly issue of {ISSUE_DATE} is now abandoned" in said
+    assert f"{len(WEEKLY)} reader(s) never tried will not get it" in said
+    weekly = world.store.get_issue(settings.weekly.name, SATURDAY)
+    assert weekly is not None and weekly.status is IssueStatus.ABANDONED
+    assert world.store.outcome_counts(weekly.id) == {"expired": len(WEEKLY)}
+    daily = world.store.get_issue(settings.name, SATURDAY)
+    assert daily is not None and daily.status is IssueStatus.SENT  # the daily is untouched
