@@ -142,7 +142,9 @@ def test_logout_needs_the_session_csrf_token_and_ends_the_session(op: OperatorSe
     assert op.client.get("/admin").status_code == 200  # still logged in
     session = op.client.cookies["ree_admin"]
     answer = op.client.post("/admin/logout", data={"csrf": token})
-    assert answer.status_code == 303 and answer.headers["location"].endswith("/admin/login")
+    assert answer.status_code == 303 and answer.headers["location"].endswith("/admin/login?out=1")
+    assert "You are logged out." in op.client.get(answer.headers["location"]).text
+    assert "You are logged out." not in op.client.get("/admin/login").text
     with httpx.Client(base_url=op.url, follow_redirects=False) as replay:
         replay.cookies.set("ree_admin", session, path="/admin")
         assert replay.get("/admin").status_code == 303

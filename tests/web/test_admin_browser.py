@@ -127,10 +127,11 @@ def test_the_operator_logs_in_and_looks_at_every_page(tmp_path: Path, browser: B
         shot(page, "08-overview-phone")
         page.set_viewport_size({"width": 1280, "height": 900})
         page.click("text=Log out")
-        assert page.url == f"{op.url}/admin/login"
+        assert page.url == f"{op.url}/admin/login?out=1"
+        assert page.inner_text("[role=status]") == "You are logged out."
+        shot(page, "09-logged-out")
         page.goto(f"{op.url}/admin/feeds")
         assert page.url == f"{op.url}/admin/login"
-        shot(page, "09-logged-out")
         assert page.evaluate("document.scripts.length") == 0
         assert problems == [], problems
 

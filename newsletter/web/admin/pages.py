@@ -73,6 +73,7 @@ class AdminContext:
             "admin_url": self.admin_url,
             "session": None,
             "message": "",
+            "notice": "",
             "here": "",
         }
         body = templating.render(compiled, {**shared, **context})
@@ -108,7 +109,8 @@ def routes(ctx: AdminContext) -> list[Route]:
     async def login_form(request: Request) -> Response:
         if ctx.session(request) is not None:
             return ctx.to("")
-        return ctx.page("login.html")
+        done = request.query_params.get("out") == "1"  # where logging out lands: say it worked
+        return ctx.page("login.html", notice="You are logged out." if done else "")
 
     async def login(request: Request) -> Response:
         client = client_key(request.client.host if request.client else None)
@@ -151,7 +153,7 @@ def routes(ctx: AdminContext) -> list[Route]:
         if session is None or not isinstance(token, str) or not csrf_ok(session, token):
             return ctx.page("login.html", 403, message="That request was not valid; log in again.")
         ctx.sessions.end(session.id)
-        response = ctx.to("/login")
+        response = ctx.to("/login?out=1")
         response.delete_cookie(COOKIE, path=ctx.cookie_path)
         return response
 
