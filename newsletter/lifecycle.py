@@ -182,6 +182,13 @@ def plan(settings: Settings, store: Store, now: datetime) -> Plan:
     result = Plan()
     for kind in kinds(settings):
         _plan_stream(settings, store, now, kind, result)
+    if not settings.weekly.enabled:
+        stranded = store.count_active(Frequency.WEEKLY)
+        if stranded:  # they chose it while it was on: with it off they get nothing at all
+            result.alerts.append(
+                f"{stranded} reader(s) chose the weekly round-up, but [weekly] is off, so they "
+                "get no issue at all: turn [weekly] on again (enabled = true)"
+            )
     result.sends.sort()
     return result
 

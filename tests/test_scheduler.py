@@ -264,6 +264,27 @@ def test_the_long_running_scheduler_started_at_0655_warns_of_nothing(
     assert loud == [], loud
 
 
+def test_weekly_readers_left_without_any_issue_are_an_alert(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    """[weekly] off (as shipped) while readers chose it: each run says so and exits 4, since
+    such a reader gets neither the round-up nor the dailies."""
+    settings = settings_for(tmp_path)
+    assert not settings.weekly.enabled
+    now = issue_cutoff(settings, date(2026, 11, 27))
+    store.add_subscriber("daily@example.org", status=ACTIVE, source="t", now=now)
+    assert not any("weekly" in alert for alert in plan(settings, store, now).alerts)
+    chose = store.add_subscriber("weekly@example.org", status=ACTIVE, source="t", now=now)
+    store.set_frequency(chose.id, Frequency.WEEKLY, now)
+    alerts = [alert for alert in plan(settings, store, now).alerts if "weekly" in alert]
+    assert alerts == [
+        "1 reader(s) chose the weekly round-up, but [weekly] is off, so they get no issue at "
+        "all: turn [weekly] on again (enabled = true)"
+    ]
+    store.set_status(chose.id, SubscriberStatus.UNSUBSCRIBED, now)  # only active readers count
+    assert not any("weekly" in alert for alert in plan(settings, store, now).alerts)
+
+
 @pytest.mark.parametrize(("after", "stored", "sends", "alerts"), STALE_CASES)
 def test_the_plan(
     tmp_path: Path,

@@ -149,6 +149,15 @@ class SqlStore(
                 counts[SubscriberStatus(status)] = count
         return counts
 
+    def count_active(self, frequency: Frequency) -> int:
+        """Active readers who chose this frequency."""
+        query = sa.select(sa.func.count()).where(
+            subscribers.c.status == SubscriberStatus.ACTIVE.value,
+            subscribers.c.frequency == frequency.value,
+        )
+        with self.engine.connect() as conn:
+            return int(conn.scalar(query) or 0)
+
     # issues
 
     def get_issue(self, newsletter: str, issue_date: date) -> Issue | None:
