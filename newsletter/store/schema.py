@@ -97,6 +97,7 @@ subscribers = sa.Table(
     sa.Index(None, "status", "id"),
     sa.Index(None, "public_id", unique=True),
     sa.Index(None, "mailbox"),
+    sa.Index(None, "frequency", "status"),  # readers stranded by [weekly] off, counted (0010)
 )
 
 issues = sa.Table(
