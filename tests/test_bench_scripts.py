@@ -38,3 +38,11 @@ def test_the_import_bench_runs_and_prints_the_commands_tally() -> None:
     lines = done.stdout.splitlines()
     assert "added=294, updated=0, unchanged=3, refused=3, suppressed=0" in lines[1]
     assert "added=0, updated=0, unchanged=297, refused=3, suppressed=0" in lines[2]
+
+
+def test_the_limiter_bench_fills_the_limiter_to_its_bound() -> None:
+    command = [sys.executable, str(ROOT / "bench" / "limiter_memory.py"), "--clients", "500"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("clients: 500 (bound 500; ")
+    assert "memory held: " in done.stdout
