@@ -132,12 +132,12 @@ def test_concurrent_opens_migrate_once(store_url: str) -> None:
         store.close()
 
 
+# Each child imports, then blocks on its stdin until the test closes all three at once (no
+# sleeping: under libfaketime, as in CI's second pass, a child's short sleeps can fail).
 OPEN_WHEN_TOLD = """
-import pathlib, sys, time
-go = pathlib.Path(sys.argv[2])
-while not go.exists():
-    time.sleep(0.001)
+import sys
 from newsletter.store import open_store
+sys.stdin.read()
 open_store(sys.argv[1]).close()
 """
 
@@ -149,17 +149,20 @@ def test_processes_opening_a_new_store_at_once_migrate_it_once(
     """Three processes (as three `newsletter send` of one cron minute) open an empty store at
     the same moment: each gets a store at HEAD, every step having run once (a step run twice
     fails on what the first made), and one version row."""
-    go = tmp_path / "go"
     started = [
         subprocess.Popen(
-            [sys.executable, "-c", OPEN_WHEN_TOLD, store_url, str(go)],
+            [sys.executable, "-c", OPEN_WHEN_TOLD, store_url],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         for _ in range(3)
     ]
     time.sleep(1.0)  # each has imported Python and waits for the word
-    go.touch()
+    for process in started:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.stdin = None  # closed: communicate() must not flush it
     for process in started:
         _, err = process.communicate(timeout=60)
         assert process.returncode == 0, err.decode()

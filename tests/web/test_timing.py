@@ -10,7 +10,7 @@ falls on both alike.
 
 A Mann-Whitney U test must not tell the kinds apart at the 0.1% level, for the first GET and
 for the burst. The burst (six GETs, which span the worker's next tick) of a new address must
-also be no slower than an active one's by more than 1.3x in the mean of its middle 80% and 1.5x
+also be no slower than an active one's by more than 1.5x in the mean of its middle 80% and 1.5x
 in its p90 (one-sided: only a new address gets a mail to send). A single GET gets no ratio
 bound: it meets a tick with work or not, so its sample has two humps, and any mean or quantile
 of it jumps between them on noise alone (CI saw 1.7x and 1.6x ratios at p=0.44 and p=0.086).
@@ -40,7 +40,10 @@ from tests.support.web import Servers, WebServer, add
 
 SAMPLES = 150  # per kind
 BURST = 6  # GETs after each POST: with the worker's 50 ms tick they span its next job
-CENTRAL_RATIO = 1.3  # the largest ratio of central means taken as "the same"
+# The largest ratio of central means taken as "the same". The leak measured 1.9-2.1x; noise on a
+# loaded 2-core box reached 1.32x (Mann-Whitney p=0.078) under CI's faketime pass, so 1.3 failed
+# on noise and 1.5 keeps a wide margin below the leak.
+CENTRAL_RATIO = 1.5
 P90_RATIO = 1.5  # the same for the bursts' 90th percentiles, which noise moves more
 SIGNIFICANCE = 0.001
 pytestmark = pytest.mark.slow
