@@ -101,6 +101,7 @@ def test_a_usage_error_exits_2_as_documented(capsys: pytest.CaptureFixture[str])
         assert "usage: newsletter" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_version() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "newsletter", "--version"],

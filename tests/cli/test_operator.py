@@ -29,6 +29,7 @@ def root_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.mark.slow
 def test_hash_password_reads_stdin_and_prints_a_hash_that_verifies(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "newsletter", "admin", "hash-password"],

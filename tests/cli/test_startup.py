@@ -11,6 +11,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test starts a fresh interpreter
+
 HEAVY = ("premailer", "newsletter.pipeline", "newsletter.render", "newsletter.feeds",
          "newsletter.subscriptions", "newsletter.confirm_mail")  # fmt: skip
 

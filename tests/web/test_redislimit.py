@@ -98,6 +98,7 @@ def test_a_dead_redis_leaves_the_limit_to_this_process_with_one_warning(
     assert len(warnings) == 1 and "Redis did not answer" in warnings[0].getMessage()
 
 
+@pytest.mark.slow  # starts a redis-server of its own
 def test_redis_is_asked_again_after_the_pause_and_then_counts_shared(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
