@@ -39,6 +39,13 @@ class DeliveryPolicy:
     defer_for: timedelta = timedelta(minutes=30)  # when a deferred message may be retried
     max_connect_failures: int = 5  # consecutive failed connects that mean "server down"
 
+    def __post_init__(self) -> None:
+        # With no connection nothing is ever sent, and with no attempt a message would be
+        # "deferred" without a try: either would look like a send while mailing nobody.
+        for name in ("connections", "attempts", "max_connect_failures"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DeliveryPolicy.{name} must be at least 1")
+
 
 class RateLimiter:
     """Spaces sends evenly; with rate 0 it never waits."""

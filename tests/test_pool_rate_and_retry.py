@@ -225,3 +225,11 @@ def test_a_deferred_outcome_carries_the_messages_own_id(sleeps: LoopSleeps) -> N
     outcome = recorded.outcomes["reader7@example.org"]
     assert outcome.status is DeliveryStatus.DEFERRED
     assert outcome.message_id == item.message_id == "<7@ree-news.example.com>"
+
+
+@pytest.mark.parametrize("name", ["connections", "attempts", "max_connect_failures"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_a_policy_that_could_not_send_anything_is_refused(name: str, value: int) -> None:
+    with pytest.raises(ValueError, match=f"DeliveryPolicy.{name} must be at least 1"):
+        DeliveryPolicy(**{name: value})  # type: ignore[arg-type]
+    assert getattr(DeliveryPolicy(**{name: 1}), name) == 1  # type: ignore[arg-type]
