@@ -105,43 +105,18 @@ class BatchMixin:
 
     def renew_batch(self, batch: Batch, owner: str, until: datetime) -> bool:
         """Extend the lease; False if the batch is no longer ours (taken over as dead)."""
-        query = (
-            sa.update(batches)
-            .where(
-                batches.c.issue_id == batch.issue_id,
-                batches.c.number == batch.number,
-                batches.c.claimed_by == owner,
-                batches.c.done_at.is_(None),
-            )
-            .values(claimed_until=until)
-        )
+        query = _owned(batch, owner).where(batches.c.done_at.is_(None)).values(claimed_until=until)
         with self._write("renew_batch") as conn:
             return conn.execute(query).rowcount == 1
 
     def finish_batch(self, batch: Batch, owner: str, now: datetime) -> None:
-        query = (
-            sa.update(batches)
-            .where(
-                batches.c.issue_id == batch.issue_id,
-                batches.c.number == batch.number,
-                batches.c.claimed_by == owner,
-            )
-            .values(done_at=now, claimed_until=None)
-        )
+        query = _owned(batch, owner).values(done_at=now, claimed_until=None)
         with self._write("finish_batch") as conn:
             conn.execute(query)
 
     def release_batch(self, batch: Batch, owner: str) -> None:
         """Give an unfinished batch back at once (a stopped send): another process takes it."""
-        query = (
-            sa.update(batches)
-            .where(
-                batches.c.issue_id == batch.issue_id,
-                batches.c.number == batch.number,
-                batches.c.claimed_by == owner,
-            )
-            .values(claimed_by=None, claimed_until=None)
-        )
+        query = _owned(batch, owner).values(claimed_by=None, claimed_until=None)
         with self._write("release_batch") as conn:
             conn.execute(query)
 
@@ -176,3 +151,12 @@ def _lock_issue(conn: Connection, issue_id: int) -> None:
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     conn.execute(query)
+
+
+def _owned(batch: Batch, owner: str) -> sa.Update:
+    """An update of `batch` that touches it only while `owner` still holds it."""
+    return sa.update(batches).where(
+        batches.c.issue_id == batch.issue_id,
+        batches.c.number == batch.number,
+        batches.c.claimed_by == owner,
+    )
