@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import mailbox
 import quopri
 import re
 from collections.abc import Iterator
@@ -162,6 +161,8 @@ def unsubscribe_token(message: Message) -> str | None:
 
 def read_mailbox(path: Path) -> Iterator[Message]:
     """Messages of an mbox file or a Maildir folder."""
+    import mailbox  # ~20 ms, and only the commands that read mail need it: not status or send
+
     box: mailbox.Mailbox[mailbox.Message]
     box = mailbox.Maildir(path, create=False) if path.is_dir() else mailbox.mbox(path, create=False)
     try:

@@ -16,7 +16,7 @@ import pytest
 pytestmark = pytest.mark.slow  # each test starts a fresh interpreter
 
 HEAVY = ("premailer", "newsletter.pipeline", "newsletter.render", "newsletter.feeds",
-         "newsletter.subscriptions", "newsletter.confirm_mail")  # fmt: skip
+         "newsletter.subscriptions", "newsletter.confirm_mail", "mailbox")  # fmt: skip
 
 
 def loaded_after(code: str) -> set[str]:
