@@ -32,6 +32,10 @@ WEEKLY_SHOWN = 8  # round-ups listed on the archive's first page
 PUBLIC_CACHE = {"Cache-Control": "public, max-age=300"}
 _BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# What only makes sense in a reader's inbox ("View in your browser", "You receive this because
+# you subscribed with ..."); the digest template marks it. Feed text cannot carry the markers:
+# cleaning drops every comment from articles.
+_EMAIL_ONLY = re.compile(r"<!--email-only-->.*?<!--/email-only-->", re.DOTALL)
 _BANNER = (
     '<div style="background-color: #1e2a38; padding: 12px 16px; text-align: center; '
     "font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; font-size: 15px; "
@@ -42,8 +46,9 @@ _BANNER = (
 
 
 def public_html(stored: str, name: str, base_url: str) -> str:
-    """The issue as anyone may see it: neutral placeholders and a subscribe banner on top."""
-    page = stored.replace(EMAIL_PLACEHOLDER, "your email address")
+    """The issue as anyone may see it: no inbox-only lines, neutral placeholders, and a
+    subscribe banner on top."""
+    page = _EMAIL_ONLY.sub("", stored).replace(EMAIL_PLACEHOLDER, "your email address")
     page = page.replace(UNSUBSCRIBE_URL_PLACEHOLDER, html.escape(f"{base_url}/unsubscribe"))
     page = page.replace(PREFERENCES_URL_PLACEHOLDER, html.escape(f"{base_url}/unsubscribe"))
     banner = _BANNER.format(

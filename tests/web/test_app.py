@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import date, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
+from newsletter.clean.html import clean_html
 from newsletter.config import load_settings
-from newsletter.models import SubscriberStatus
+from newsletter.models import Digest, SubscriberStatus
+from newsletter.render import DigestRenderer
 from newsletter.store import SqlStore, open_store
 from newsletter.web import create_app
 from newsletter.web.ratelimit import SlidingWindowLimiter, client_key
 from tests.support.clock import T0, FakeClock
 from tests.support.config import sample_config
-from tests.support.web import HEADLINE, Servers, WebServer, add, store_issue
+from tests.support.web import HEADLINE, Servers, WebServer, add, article, store_issue
 
 # the form
 
@@ -194,7 +197,6 @@ def test_an_archived_issue_has_no_personal_links(web: WebServer) -> None:
     assert "__READER_EMAIL__" not in html and "__UNSUBSCRIBE_URL__" not in html
     assert "__PREFERENCES_URL__" not in html and "/preferences/" not in html
     assert "/u/" not in html
-    assert "with your email address." in html
     assert html.count(f'href="{web.url}/unsubscribe"') == 2  # unsubscribe and preferences
     assert f'href="{web.url}/subscribe"' in html  # the banner
     assert "Lynas expands heavy rare-earth output (1)" in html
@@ -202,6 +204,47 @@ def test_an_archived_issue_has_no_personal_links(web: WebServer) -> None:
     assert help_page.status_code == 200 and "personal" in help_page.text
     for missing in ("/archive/2026-11-26", "/archive/yesterday", "/archive/2026-13-01"):
         assert web.client.get(missing).status_code == 404
+
+
+INBOX_ONLY = ("View in your browser", "Was this forwarded to you?", "You receive this because")
+
+
+def archived(web: WebServer, digest: Digest, day: date = date(2026, 11, 27)) -> str:
+    """The public page of `digest`, stored as the pipeline stores an issue."""
+    web.store.create_issue(
+        web.settings.name, day, datetime(2026, 11, 27, 7, tzinfo=UTC), digest, T0
+    )
+    return web.client.get(f"/archive/{day.isoformat()}").text
+
+
+def test_the_archive_page_leaves_out_what_only_makes_sense_in_an_inbox(web: WebServer) -> None:
+    day = date(2026, 11, 27)
+    digest = DigestRenderer(web.settings).render([article(1, day)], day)
+    assert all(line in digest.html for line in INBOX_ONLY)  # the mail has them
+    html = archived(web, digest)
+    assert not [line for line in INBOX_ONLY if line in html]
+    assert "email-only" not in html
+    # what a visitor still needs: the story, who sends it and from where, how to subscribe
+    assert "Lynas expands heavy rare-earth output (1)" in html
+    assert "REE Daily brings you the day's rare-earth news from" in html
+    assert web.settings.postal_address in html
+    assert f'href="{web.url}/subscribe"' in html
+
+
+def test_feed_text_cannot_hide_itself_from_the_archive_with_the_markers(web: WebServer) -> None:
+    day = date(2026, 11, 27)
+    hostile = "<p>Before<!--/email-only--></p><p>Still shown</p><p><!--email-only-->After</p>"
+    as_text = "Before <!--/email-only--> Still shown <!--email-only--> After"
+    story = replace(
+        article(1, day), summary_html=clean_html(hostile), content_html=clean_html(hostile),
+        summary_text=as_text, title=as_text,
+    )  # fmt: skip
+    digest = DigestRenderer(web.settings).render([story], day)
+    plain = DigestRenderer(web.settings).render([article(1, day)], day)
+    assert digest.html.count("<!--email-only-->") == plain.html.count("<!--email-only-->")
+    html = archived(web, digest)
+    assert "Before" in html and "Still shown" in html and "After" in html
+    assert "View in your browser" not in html  # the template's own marks still work
 
 
 def test_the_archive_index_lists_issues_newest_first_in_pages(web: WebServer) -> None:
