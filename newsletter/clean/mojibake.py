@@ -222,9 +222,14 @@ def repair_mojibake(text: str) -> str:
 
     Each round applies the page whose repairs help most (ties: the one repairing more text,
     then the more common page); rounds continue until none helps, which also undoes double
-    encoding and makes the function idempotent. Every repair shortens the text, so it ends.
+    encoding and makes the function idempotent. Every round replaces spans of two or more
+    non-ASCII characters with what their bytes spell in UTF-8, at most half as many, so it
+    removes at least one non-ASCII character: there are never more rounds than the text has
+    non-ASCII characters, and the loop is bounded by that count (whatever the input).
     """
-    while not text.isascii():
+    if text.isascii():
+        return text
+    for _ in range(sum(not c.isascii() for c in text)):
         chars = set(text)
         if chars.isdisjoint(_ALL):
             break

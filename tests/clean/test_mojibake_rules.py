@@ -153,3 +153,14 @@ def test_a_thai_digit_is_no_letter_the_shortcut_may_vouch_for() -> None:
     """Thai "๓ูฌ" is the UTF-8 of the Arabic thousands separator read as cp874: a digit with a
     vowel sign on it, which `_badness` counts, so the span is repaired."""
     assert repair_mojibake(" ๓ูฌ ") == " ๓٬ "
+
+
+def test_text_garbled_twice_takes_two_rounds_within_the_bound() -> None:
+    """Each round undoes one layer, and the rounds are bounded by the non-ASCII characters:
+    "ÃƒÂ±" (four, none ASCII) is "ñ" garbled twice through cp1252 and needs two; correct text
+    that no round changes comes back as it is once a round finds nothing to repair."""
+    twice = garble(garble("ñ", "cp1252"), "cp1252")
+    assert twice == "ÃƒÂ±"
+    assert repair_mojibake(twice) == "ñ"
+    assert repair_mojibake("ÃƒÂ± " * 50) == "ñ " * 50
+    assert repair_mojibake("เธอ Рік Её " * 50) == "เธอ Рік Её " * 50
