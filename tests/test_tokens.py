@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import re
 import string
+import time as time_module
 from datetime import timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from itsdangerous import TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import Signer, TimestampSigner, URLSafeSerializer, URLSafeTimedSerializer
 
 from newsletter.errors import TokenError, TokenExpiredError
 from newsletter.models import new_public_id
 from newsletter.tokens import (
     CONFIRM_SALT,
+    MAX_LEGACY_ID,
+    PUBLIC_UNSUBSCRIBE_SALT,
     UNSUBSCRIBE_SALT,
     SubscriberRef,
     Tokens,
@@ -237,3 +240,69 @@ def test_link_builders() -> None:
     assert confirm_url(base, token) == f"{base}/confirm/{token}"
     assert unsubscribe_url(base + "/", token) == f"{base}/u/{token}"
     assert set(unsubscribe_url(base, token)) <= set(string.printable) - set(" <>\"'@")
+
+
+@pytest.mark.parametrize("subscriber_id", [0, 1, MAX_LEGACY_ID])
+def test_an_old_format_id_anywhere_in_the_id_columns_range_is_read(subscriber_id: int) -> None:
+    """Both ends of the range: 0 and 2**31 - 1 name a subscriber, -1 and 2**31 do not."""
+    read = make().read_unsubscribe(legacy_unsubscribe(subscriber_id))
+    assert read == SubscriberRef(legacy_id=subscriber_id)
+
+
+def test_a_genuine_signature_over_non_ascii_bytes_names_nobody() -> None:
+    """Refused as a TokenError like any other bad link (the web app turns that into "link
+    invalid"), not as a UnicodeDecodeError."""
+    signed = Signer(["key-2026"], salt=PUBLIC_UNSUBSCRIBE_SALT).sign("é" * 11).decode("utf-8")
+    with pytest.raises(TokenError, match=r"\Atoken does not carry a public id\Z"):
+        make().read_unsubscribe(signed)
+
+
+def test_each_refusal_says_which_check_failed() -> None:
+    """The message tells a developer why a link was refused: its shape, its spelling, its
+    signature, or what it carries."""
+    tokens = make()
+    token = tokens.unsubscribe(PID)
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    # the same MAC spelled otherwise: the last character's two unused bits set differently
+    misspelt = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+    cases = [
+        (tokens.read_unsubscribe, "no-dot-here", "not a signed token"),
+        (tokens.read_unsubscribe, misspelt, "the signature is not spelled as we sign it"),
+        (tokens.read_unsubscribe, tokens.confirm(PID), "invalid unsubscribe token"),
+        (tokens.read_unsubscribe, legacy_unsubscribe(-1), "token does not carry a subscriber id"),
+        (tokens.read_confirm, token, "invalid confirm token"),
+    ]
+    for read, value, message in cases:
+        with pytest.raises(TokenError, match=rf"\A{re.escape(message)}\Z"):
+            read(value)
+
+
+def test_a_confirm_token_from_the_future_says_it_is_invalid() -> None:
+    clock = FakeClock(T0 + DAY)
+    token = make(clock=clock).confirm(PID)
+    clock.now = T0
+    with pytest.raises(TokenError, match=r"\Ainvalid confirm token\Z"):
+        make(clock=clock).read_confirm(token)
+
+
+def test_an_expired_old_format_confirm_token_without_an_id_says_it_is_invalid() -> None:
+    """Genuine and expired, but its payload is no JSON id: refused, not reported as expired."""
+    old = URLSafeTimedSerializer(["key-2026"], salt=CONFIRM_SALT, signer=SignedAtT0)
+    token = old.make_signer().sign(b"not-json").decode("ascii")
+    with pytest.raises(TokenError, match=r"\Ainvalid confirm token\Z") as caught:
+        make(clock=FakeClock(T0 + 8 * DAY)).inspect_confirm(token)
+    assert not isinstance(caught.value, TokenExpiredError)
+
+
+def test_issued_at_is_in_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compared with stored UTC instants: a host set to Tokyo time must not shift it to +09:00."""
+    token = make().confirm(PID)
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time_module.tzset()
+    try:
+        issued = make().inspect_confirm(token).issued_at
+    finally:
+        monkeypatch.undo()
+        time_module.tzset()
+    assert issued == T0 and issued.utcoffset() == timedelta(0)
+    assert issued.isoformat() == "2026-11-28T09:00:00+00:00"
