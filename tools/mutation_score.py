@@ -5,7 +5,8 @@ by mutant). A mutant is caught when a test failed on it (or it hung past mutmut'
 survived when every test passed, or when no test reaches its function at all. Mutants shown to be
 equivalent (no input can tell them from the original) are listed with the reason in
 `tools/equivalent_mutants.toml` and left out of the score; the survivors are printed by name so
-that `mutmut show NAME` gives the diff.
+that `mutmut show NAME` gives the diff. A listed mutant that a test caught after all, or that no
+longer exists (code changes renumber mutants), is named in a warning: its entry needs fixing.
 
     .venv/bin/python tools/mutation_score.py [MODULE_PREFIX ...]
 """
@@ -34,15 +35,20 @@ def main(prefixes: list[str]) -> int:
     equivalent = tomllib.loads((ROOT / "tools" / "equivalent_mutants.toml").read_text("utf-8"))
     by_module: dict[str, Counter[str]] = {}
     survivors: list[str] = []
-    for name, code in results().items():
+    wrong: list[str] = []  # listed as equivalent, yet caught
+    found = results()
+    for name, code in found.items():
         module = name.split(".x_")[0].split(".xǁ")[0]
         if prefixes and not any(module.startswith(f"newsletter.{p}") for p in prefixes):
             continue
         tally = by_module.setdefault(module, Counter())
         if code in NOT_RUN:
             tally["not run"] += 1
-        elif name in equivalent:
+        elif name in equivalent and code in SURVIVED:
             tally["equivalent"] += 1
+        elif name in equivalent:  # a test tells it apart: the entry is wrong or renumbered
+            tally["caught"] += 1
+            wrong.append(name)
         elif code in SURVIVED:
             tally["survived"] += 1
             survivors.append(name)
@@ -59,6 +65,12 @@ def main(prefixes: list[str]) -> int:
         print(f"{row}{score:>8}" + (f"  ({tally['not run']} not run)" if tally["not run"] else ""))
     for name in survivors:
         print(f"survived: {name}")
+    for name in wrong:
+        print(f"warning: {name} is listed as equivalent but a test caught it (counted as caught)")
+    for name in sorted(set(equivalent) - set(found)):
+        module = name.split(".x_")[0].split(".xǁ")[0]
+        if not prefixes or any(module.startswith(f"newsletter.{p}") for p in prefixes):
+            print(f"warning: {name} is listed as equivalent but there is no such mutant")
     return 0
 
 
