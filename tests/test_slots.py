@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import re
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from email import policy
 from email.message import EmailMessage
@@ -84,7 +85,9 @@ def hostile_feed(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def settings() -> Settings:
-    return load_settings(ROOT / "config.toml", environ={})
+    """The shipped config with [weekly] on, so that the digest has all three reader slots."""
+    shipped = load_settings(ROOT / "config.toml", environ={})
+    return replace(shipped, weekly=replace(shipped.weekly, enabled=True))
 
 
 def sent_message(settings: Settings, tmp_path: Path) -> EmailMessage:

@@ -221,7 +221,8 @@ class DigestRenderer:
             "logo": r.logo,
             "email": slots.email,
             "unsubscribe_url": slots.unsubscribe_url,
-            "preferences_url": slots.preferences_url,
+            # With [weekly] off the preferences page has no choice to offer: no link to it.
+            "preferences_url": slots.preferences_url if s.weekly.enabled else "",
             "note_html": Markup(note.html) if note else "",
             "note_text": note.text if note else "",
             "contents": contents(views[0], sections),

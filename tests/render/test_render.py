@@ -173,14 +173,12 @@ def test_placeholders_survive_inlining_and_escaping(digest: Digest) -> None:
     for part in (digest.html, digest.text):
         assert EMAIL_PLACEHOLDER in part
         assert UNSUBSCRIBE_URL_PLACEHOLDER in part
-        assert PREFERENCES_URL_PLACEHOLDER in part
     doc = parse(digest)
     links = doc.xpath("//a[@href=$u]", u=UNSUBSCRIBE_URL_PLACEHOLDER)
     assert len(links) == 1
     assert re.search("unsubscribe", links[0].text_content(), re.I)
     hidden = [el for el in links[0].iterancestors() if "display:none" in el.get("style", "")]
     assert not hidden
-    assert doc.xpath("//a[@href=$u]/text()", u=PREFERENCES_URL_PLACEHOLDER) == ["Preferences"]
     # the unsubscribe link stands on a short line of its own
     line = next(ln for ln in digest.html.splitlines() if UNSUBSCRIBE_URL_PLACEHOLDER in ln)
     assert line.startswith("<a ") and len(line) < 200
@@ -195,7 +193,6 @@ def test_footer_says_who_why_where_and_how_to_leave(digest: Digest, settings: Se
     assert settings.postal_address in digest.text
     lines = digest.text.splitlines()
     assert "Unsubscribe" in lines[lines.index(UNSUBSCRIBE_URL_PLACEHOLDER) - 1]
-    assert lines[lines.index(PREFERENCES_URL_PLACEHOLDER) - 1] == "Preferences:"
     # the site's address is a link, not raw text that wraps mid-word
     site = doc.xpath("//a[@href=$u]", u=settings.site_url)
     assert [a.text_content() for a in site] == ["ree-news.example.com"]
@@ -208,6 +205,28 @@ def test_footer_says_who_why_where_and_how_to_leave(digest: Digest, settings: Se
     assert doc.xpath("//a[@href=$u]/text()", u=privacy) == ["Privacy policy"]
     assert f"Privacy policy:\n{privacy}" in digest.text
     assert settings.render.contact in doc.text_content() and settings.render.contact in digest.text
+
+
+def test_the_preferences_link_is_there_only_when_there_is_a_choice(
+    digest: Digest, settings: Settings
+) -> None:
+    """With [weekly] off the preferences page has nothing to offer, so no issue links to it."""
+    assert not settings.weekly.enabled
+    for part in (digest.html, digest.text):
+        assert PREFERENCES_URL_PLACEHOLDER not in part and "Preferences" not in part
+    privacy = "\n\nPrivacy policy:"  # the shipped config has a privacy page
+    assert f"{UNSUBSCRIBE_URL_PLACEHOLDER}{privacy}" in digest.text  # one blank line between
+    weekly = replace(settings, weekly=replace(settings.weekly, enabled=True))
+    offered = DigestRenderer(weekly).render(busy_day(), ISSUE)
+    for part in (offered.html, offered.text):
+        assert part.count(PREFERENCES_URL_PLACEHOLDER) == 1
+    assert parse(offered).xpath("//a[@href=$u]/text()", u=PREFERENCES_URL_PLACEHOLDER) == [
+        "Preferences"
+    ]
+    lines = offered.text.splitlines()
+    assert lines[lines.index(PREFERENCES_URL_PLACEHOLDER) - 1] == "Preferences:"
+    assert f"{UNSUBSCRIBE_URL_PLACEHOLDER}\n\nPreferences:" in offered.text
+    assert f"{PREFERENCES_URL_PLACEHOLDER}{privacy}" in offered.text
 
 
 def test_view_in_browser_points_at_the_public_archive(digest: Digest, settings: Settings) -> None:

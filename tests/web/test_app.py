@@ -197,7 +197,7 @@ def test_an_archived_issue_has_no_personal_links(web: WebServer) -> None:
     assert "__READER_EMAIL__" not in html and "__UNSUBSCRIBE_URL__" not in html
     assert "__PREFERENCES_URL__" not in html and "/preferences/" not in html
     assert "/u/" not in html
-    assert html.count(f'href="{web.url}/unsubscribe"') == 2  # unsubscribe and preferences
+    assert html.count(f'href="{web.url}/unsubscribe"') == 1  # no preferences: [weekly] is off
     assert f'href="{web.url}/subscribe"' in html  # the banner
     assert "Lynas expands heavy rare-earth output (1)" in html
     help_page = web.client.get("/unsubscribe")
