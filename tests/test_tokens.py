@@ -267,6 +267,7 @@ def test_each_refusal_says_which_check_failed() -> None:
     misspelt = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
     cases = [
         (tokens.read_unsubscribe, "no-dot-here", "not a signed token"),
+        (tokens.read_unsubscribe, f"{PID}.A", "not a signed token"),  # one base64 character
         (tokens.read_unsubscribe, misspelt, "the signature is not spelled as we sign it"),
         (tokens.read_unsubscribe, tokens.confirm(PID), "invalid unsubscribe token"),
         (tokens.read_unsubscribe, legacy_unsubscribe(-1), "token does not carry a subscriber id"),
@@ -306,3 +307,17 @@ def test_issued_at_is_in_utc_whatever_the_machines_zone(monkeypatch: pytest.Monk
         time_module.tzset()
     assert issued == T0 and issued.utcoffset() == timedelta(0)
     assert issued.isoformat() == "2026-11-28T09:00:00+00:00"
+
+
+def test_a_bad_key_set_max_age_or_id_is_refused_saying_what_is_wrong() -> None:
+    """The operator sees these at startup (keys, max age) or a developer in a traceback (id)."""
+    keys = r"\ATokens needs at least one non-empty secret key \(oldest first\)\Z"
+    with pytest.raises(ValueError, match=keys):
+        Tokens([], timedelta(days=7), FakeClock())
+    with pytest.raises(ValueError, match=keys):
+        Tokens(["ok", ""], timedelta(days=7), FakeClock())
+    with pytest.raises(ValueError, match=r"\Aconfirm_max_age must be positive\Z"):
+        Tokens(["ok"], timedelta(0), FakeClock())
+    expected = r"\Aexpected a public id of 22 URL-safe characters, got 'short'\Z"
+    with pytest.raises(ValueError, match=expected):
+        make().unsubscribe("short")
