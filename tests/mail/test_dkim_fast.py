@@ -177,6 +177,35 @@ def test_signer_is_the_engine_signer(message: bytes) -> None:
     signed_as_dkimpy_signs(message)
 
 
+@settings(max_examples=25 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(messages(), min_size=2, max_size=5))
+def test_one_signer_for_many_messages_signs_each_as_dkimpy_does(batch: list[bytes]) -> None:
+    """A run's one signer remembers header values and field lists between messages: nothing
+    of one message may reach another's signature."""
+    signer = KEYS.signer()
+    for message in batch:
+        fields, _ = dkim_fast.split_message(message)
+        include = signed_field_names([name for name, _ in fields])
+        with frozen(T):
+            expected = b"".join(dkimpy_sign(message, include, alg) for alg in
+                                (b"rsa-sha256", b"ed25519-sha256")) + message  # fmt: skip
+        assert signer.sign(message, timestamp=T) == expected
+
+
+def test_a_long_send_signs_every_copy_as_a_new_signer_would() -> None:
+    """Past the memo's size (each copy brings three values of its own) it starts again, and
+    a copy with a field more gets its own h= list."""
+    template = engine_message(0)
+    signer = KEYS.signer()
+    for n in range(400):
+        message = template.replace(b"reader0@example.com", f"r{n}@example.com".encode())
+        if n % 97 == 0:
+            message = b"Cc: editors@example.org\r\n" + message
+        assert signer.sign(message, timestamp=T) == KEYS.signer().sign(message, timestamp=T)
+    assert len(signer._relaxed) <= 4 * dkim_fast._SHARED_KEPT
+    assert len(signer._includes) == 2
+
+
 def signed_as_dkimpy_signs(message: bytes) -> bytes:
     """The engine's signatures on `message`, checked equal to dkimpy's and verified by it."""
     fields, _ = dkim_fast.split_message(message)
