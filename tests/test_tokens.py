@@ -321,3 +321,23 @@ def test_a_bad_key_set_max_age_or_id_is_refused_saying_what_is_wrong() -> None:
     expected = r"\Aexpected a public id of 22 URL-safe characters, got 'short'\Z"
     with pytest.raises(ValueError, match=expected):
         make().unsubscribe("short")
+
+
+def test_a_confirm_max_age_of_one_day_is_allowed_and_holds() -> None:
+    """Any positive age is a valid setting, a day (a common choice) included."""
+    clock = FakeClock()
+    tokens = Tokens(["ok"], timedelta(days=1), clock)
+    token = tokens.confirm(PID)
+    clock.now = T0 + DAY
+    assert tokens.read_confirm(token) == SubscriberRef(PID)
+    clock.now = T0 + DAY + timedelta(seconds=1)
+    with pytest.raises(TokenExpiredError):
+        tokens.read_confirm(token)
+
+
+def test_an_old_format_confirm_token_from_the_future_says_it_is_invalid() -> None:
+    """Not "expired": a stamp ahead of the clock is no honest old link, in either format."""
+    future = URLSafeTimedSerializer(["key-2026"], salt=CONFIRM_SALT, signer=SignedAtT0).dumps(5)
+    with pytest.raises(TokenError, match=r"\Ainvalid confirm token\Z") as caught:
+        make(clock=FakeClock(T0 - DAY)).inspect_confirm(future)
+    assert not isinstance(caught.value, TokenExpiredError)
