@@ -327,6 +327,19 @@ def test_a_rerun_of_the_same_date_still_offers_what_its_first_run_offered(
     assert ids(desk.issue(DAY).articles) == ["c", "a", "b"]
 
 
+def test_a_rerun_still_offers_an_article_dated_exactly_at_the_cutoff_the_feed_dropped(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    """The cutoff belongs to its own issue also for what a first run offered: an article dated
+    at the cutoff instant, rotated out of the feed before the rerun, is still offered."""
+    desk = Desk(tmp_path, store)
+    cutoff = desk.cutoff(DAY)
+    desk.publish({"edge": cutoff, "b": cutoff - timedelta(hours=3)})
+    assert ids(desk.select(DAY).articles) == ["edge", "b"]  # no issue stored
+    desk.publish({"c": cutoff - timedelta(hours=1)})
+    assert ids(desk.issue(DAY).articles) == ["edge", "c", "b"]
+
+
 def test_a_carried_article_goes_out_as_the_feed_now_has_it(tmp_path: Path, store: SqlStore) -> None:
     desk = Desk(tmp_path, store, max_articles=1)
     cutoff = desk.cutoff(DAY)
