@@ -583,3 +583,20 @@ def test_a_takeover_round_claims_what_is_left_and_never_plans_another(store: Sql
     claims = Claims(store, issue_id, new_owner(), FakeClock(T0), size=10, plan=False)
     assert list(islice(claims.readers(lambda: None), 10)) == []
     assert batch_rows(store, issue_id) == {}  # readers needing it, and still no round planned
+
+
+@pytest.mark.parametrize("readers", [1, 9, 10, 11, 20, 25])
+def test_a_round_cuts_the_readers_still_due_into_batches_of_the_size_by_id(
+    store: SqlStore, readers: int
+) -> None:
+    issue_id, ids = issue_with_readers(store, readers)
+    done = set(ids[3::4])  # a reader who already has an outcome is not planned again
+    for sid in done:
+        store.record_outcome(issue_id, sid, Outcome(DeliveryStatus.SENT, "250"), T0)
+    due = [sid for sid in ids if sid not in done]
+    expected = [(0 if n == 0 else due[n - 1], due[min(n + 10, len(due)) - 1])
+                for n in range(0, len(due), 10)]  # fmt: skip
+    assert store.plan_round(issue_id, 10, None, T0) == len(expected)
+    rows = batch_rows(store, issue_id)
+    assert [(row.low_id, row.high_id) for row in rows.values()] == expected
+    assert sorted(rows) == list(range(1, len(expected) + 1))

@@ -49,16 +49,14 @@ class BatchMixin:
             )
             number, low, planned = int(first or 0), 0, 0
             unsettled = self._unsettled(issue_id, retry_due)
-            while True:  # keyset pages of ids: a million readers never sit in memory at once
-                page = conn.scalars(
-                    sa.select(subscribers.c.id)
-                    .where(unsettled, subscribers.c.id > low)
-                    .order_by(subscribers.c.id)
-                    .limit(size)
-                ).all()
-                if not page:
+            while True:  # keyset pages: the database finds each page's last id, in its index
+                after = sa.select(subscribers.c.id).where(unsettled, subscribers.c.id > low)
+                high = conn.scalar(after.order_by(subscribers.c.id).offset(size - 1).limit(1))
+                if high is None:  # fewer than `size` left: the last page ends at the last one
+                    high = conn.scalar(sa.select(sa.func.max(after.subquery().c.id)))
+                if high is None:
                     return planned
-                number, high = number + 1, page[-1]
+                number = number + 1
                 conn.execute(
                     sa.insert(batches).values(
                         issue_id=issue_id, number=number, low_id=low, high_id=high, created_at=now
