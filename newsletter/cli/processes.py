@@ -23,26 +23,27 @@ from types import FrameType
 from newsletter.cli.door import Door
 
 
-def child_command(door: Door) -> list[str]:
+def child_argv(door: Door) -> list[str]:
     """The same `send` for one process: config, date and --force as given, no --processes."""
     args = door.args
-    command = [sys.executable, "-m", "newsletter", "--config", str(door.config_path), "send"]
+    argv = ["--config", str(door.config_path), "send"]
     if args.date is not None:
-        command += ["--date", args.date.isoformat()]
+        argv += ["--date", args.date.isoformat()]
     if args.force:
-        command.append("--force")
+        argv.append("--force")
     if args.weekly:
-        command.append("--weekly")
-    return command
+        argv.append("--weekly")
+    return argv
 
 
 class Child:
     """One copy: a forked process running `main`, or a new interpreter."""
 
-    def __init__(self, command: list[str], environ: Mapping[str, str], fork: bool) -> None:
+    def __init__(self, argv: list[str], environ: Mapping[str, str], fork: bool) -> None:
         self.process: subprocess.Popen[bytes] | None = None
         self.status: int | None = None
         if not fork:
+            command = [sys.executable, "-m", "newsletter", *argv]
             self.process = subprocess.Popen(command, env=dict(environ))
             self.pid = self.process.pid
             return
@@ -50,7 +51,7 @@ class Child:
         sys.stderr.flush()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the child's coverage is not collected
-            os._exit(_child_main(command[3:], environ))  # never returns into the parent's code
+            os._exit(_child_main(argv, environ))  # never returns into the parent's code
 
     def running(self) -> bool:
         if self.process is not None:
@@ -83,8 +84,11 @@ def _child_main(argv: list[str], environ: Mapping[str, str]) -> int:
         from newsletter.cli.main import main
 
         code = main(argv, environ=environ)
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else 1
+    except SystemExit as done:  # as the interpreter reads it: None is success, text a failure
+        if done.code is None or isinstance(done.code, int):
+            code = done.code or 0
+        else:
+            print(done.code, file=sys.stderr)
     except BaseException as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
     finally:
@@ -107,11 +111,11 @@ def preload(door: Door) -> None:
 
 
 def run_processes(door: Door, count: int, *, fork: bool | None = None) -> int:
-    command = child_command(door)
+    argv = child_argv(door)
     fork = hasattr(os, "fork") if fork is None else fork
     if fork:
         preload(door)
-    children = [Child(command, door.environ, fork) for _ in range(count)]
+    children = [Child(argv, door.environ, fork) for _ in range(count)]
 
     def forward(signum: int, frame: FrameType | None) -> None:
         for child in children:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
@@ -35,6 +36,8 @@ _BTAG_STARTS = tuple(c + b"b" for c in (b";", b" ", b"\t", b"\r", b"\n", b"\v", 
 _NAME = b"DKIM-Signature"
 _SHARED_MIN = 256  # bytes: a body piece this long is kept canonicalized (`FastSigner._lines`)
 _SHARED_KEPT = 64  # pieces kept at most; an issue's template has a handful
+_K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
 
 
 def _canon_lines(data: bytes) -> bytes:
@@ -149,19 +152,19 @@ def _select(fields: Sequence[tuple[bytes, bytes]], include: Sequence[bytes]) -> 
     return b"".join(picked)
 
 
-class _Memo(dict[bytes, bytes]):
-    """`work(value)` remembered for the values seen lately: at most `_SHARED_KEPT * 4` kept,
-    so a long send's per-reader values (each seen once) cannot grow it."""
+class _Memo(dict[_K, _V]):
+    """`work(value)` remembered for the values seen lately: at most `kept`, so a long send's
+    per-reader values (each seen once) cannot grow it."""
 
-    def __init__(self, work: Callable[[bytes], bytes]) -> None:
+    def __init__(self, work: Callable[[_K], _V], kept: int) -> None:
         super().__init__()
-        self.work = work
+        self.work, self.kept = work, kept
 
-    def __call__(self, value: bytes) -> bytes:
+    def __call__(self, value: _K) -> _V:
         return self[value]
 
-    def __missing__(self, value: bytes) -> bytes:
-        if len(self) >= _SHARED_KEPT * 4:
+    def __missing__(self, value: _K) -> _V:
+        if len(self) >= self.kept:
             self.clear()
         done = self[value] = self.work(value)
         return done
@@ -194,8 +197,8 @@ class FastSigner:
         self._canonical: dict[int, tuple[bytes, bytes]] = {}  # id(piece): (piece, its lines)
         # Readers' copies of an issue share all header fields but To, Message-ID and
         # List-Unsubscribe, and so the field names: both are worked out once (~15 us a copy).
-        self._relaxed = _Memo(_relaxed_line)
-        self._includes: dict[tuple[bytes, ...], list[bytes]] = {}
+        self._relaxed = _Memo(_relaxed_line, _SHARED_KEPT * 4)
+        self._include = _Memo(self._h_list, _SHARED_KEPT)
 
     def sign(self, message: bytes, *, timestamp: int, body_pieces: Sequence[bytes] = ()) -> bytes:
         """The signature fields, then `message` untouched (as DkimSigner.sign returns it)."""
@@ -213,14 +216,9 @@ class FastSigner:
         signed, bh = _select(fields, include), self.body_hash(body, body_pieces)
         return b"".join(self._field(s, key, include, signed, bh, timestamp) for s, key in self.keys)
 
-    def _include(self, names: tuple[bytes, ...]) -> list[bytes]:
-        """The h= list for a message with these fields, in order (the policy's answer kept)."""
-        known = self._includes.get(names)
-        if known is None:
-            if len(self._includes) >= _SHARED_KEPT:
-                self._includes.clear()
-            known = self._includes[names] = [n.lower() for n in self.fields(list(names))]
-        return known
+    def _h_list(self, names: tuple[bytes, ...]) -> list[bytes]:
+        """The h= list for a message with these fields, in order (kept by `_include`)."""
+        return [name.lower() for name in self.fields(list(names))]
 
     def body_hash(self, body: bytes, pieces: Sequence[bytes]) -> bytes:
         """bh= for `body`, given as `pieces` of whole lines when the caller knows them.

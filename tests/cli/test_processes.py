@@ -16,20 +16,19 @@ import threading
 import pytest
 
 from newsletter import __version__
-from newsletter.cli.processes import Child, worst
+from newsletter.cli import main as main_module
+from newsletter.cli.processes import Child, _child_main, worst
 
 pytestmark = pytest.mark.slow  # each test starts processes
-
-NEWSLETTER = [sys.executable, "-m", "newsletter"]
 
 
 @pytest.mark.parametrize("fork", [True, False], ids=["forked", "new interpreter"])
 def test_a_copy_runs_the_command_and_its_status_is_the_commands(
     fork: bool, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    assert Child([*NEWSLETTER, "--version"], dict(os.environ), fork).wait() == 0
+    assert Child(["--version"], dict(os.environ), fork).wait() == 0
     assert capfd.readouterr().out.strip() == f"newsletter {__version__}"
-    assert Child([*NEWSLETTER, "no-such-command"], dict(os.environ), fork).wait() == 2
+    assert Child(["no-such-command"], dict(os.environ), fork).wait() == 2
     assert "invalid choice" in capfd.readouterr().err
 
 
@@ -37,7 +36,7 @@ def test_a_forked_copy_never_returns_into_the_parents_code(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     marker = "parent code ran twice"
-    child = Child([*NEWSLETTER, "--version"], dict(os.environ), fork=True)
+    child = Child(["--version"], dict(os.environ), fork=True)
     print(marker, flush=True)  # only this process may get here
     assert child.wait() == 0
     assert capfd.readouterr().out.count(marker) == 1
@@ -47,7 +46,7 @@ def test_an_error_in_a_forked_copy_is_one_line_and_status_1(
     tmp_path: os.PathLike[str], capfd: pytest.CaptureFixture[str]
 ) -> None:
     missing = os.path.join(tmp_path, "nowhere.toml")
-    child = Child([*NEWSLETTER, "--config", missing, "status"], dict(os.environ), fork=True)
+    child = Child(["--config", missing, "status"], dict(os.environ), fork=True)
     assert child.wait() == 1
     err = capfd.readouterr().err
     assert f"{missing}: (file): file not found" in err and "Traceback" not in err
@@ -64,7 +63,7 @@ def test_a_signal_reaches_a_running_copy_and_a_killed_copy_counts_as_stopped(
     with os.fdopen(read, "r") as stdin:
         monkeypatch.setattr(sys, "stdin", stdin)  # a forked copy's (pytest replaced sys.stdin)
         try:
-            child = Child([*NEWSLETTER, "admin", "hash-password"], dict(os.environ), fork)
+            child = Child(["admin", "hash-password"], dict(os.environ), fork)
         finally:
             os.dup2(saved, 0)
             os.close(saved)
@@ -81,3 +80,22 @@ def test_a_signal_reaches_a_running_copy_and_a_killed_copy_counts_as_stopped(
         child.signal(signal.SIGTERM)  # a finished copy is left alone, no error
     finally:
         os.close(write)
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "status", "said"),
+    [(None, 0, ""), (0, 0, ""), (4, 4, ""), ("stopped: no lease", 1, "stopped: no lease\n")],
+)
+def test_a_forked_copy_ends_with_the_status_the_interpreter_would_give_a_system_exit(
+    exit_code: int | str | None,
+    status: int,
+    said: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def exits(argv: list[str], environ: object) -> int:
+        raise SystemExit(exit_code)
+
+    monkeypatch.setattr(main_module, "main", exits)
+    assert _child_main(["status"], dict(os.environ)) == status
+    assert capfd.readouterr().err == said

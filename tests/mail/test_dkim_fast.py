@@ -203,7 +203,7 @@ def test_a_long_send_signs_every_copy_as_a_new_signer_would() -> None:
             message = b"Cc: editors@example.org\r\n" + message
         assert signer.sign(message, timestamp=T) == KEYS.signer().sign(message, timestamp=T)
     assert len(signer._relaxed) <= 4 * dkim_fast._SHARED_KEPT
-    assert len(signer._includes) == 2
+    assert len(signer._include) == 2
 
 
 def signed_as_dkimpy_signs(message: bytes) -> bytes:

@@ -4,9 +4,11 @@ comes: which worker (pid) answered which request, and what each one logged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -43,8 +45,13 @@ class ServeProcess:
     def __enter__(self) -> ServeProcess:
         command = [sys.executable, "-m", "newsletter", "--log-format", "json"]
         command += ["--config", str(self.config), "serve", "--port", "0", *self.options]
-        self.process = subprocess.Popen(
-            command, cwd=self.config.parent, env=self.env, stderr=subprocess.PIPE, text=True
+        self.process = subprocess.Popen(  # its own group: __exit__ kills the workers too
+            command,
+            cwd=self.config.parent,
+            env=self.env,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
         found = self.wait_for(lambda: self._running_on() is not None, 30)
@@ -53,9 +60,12 @@ class ServeProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        """Whatever the test did: no worker outlives it (a SIGKILLed parent leaves them)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def stop(self, timeout: float = 40) -> int:
         """SIGTERM, then the exit status (the parent's: 0 when every worker stopped cleanly)."""
