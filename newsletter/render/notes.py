@@ -12,17 +12,27 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from functools import cache
 from pathlib import Path
-
-from markdown_it import MarkdownIt
+from typing import TYPE_CHECKING
 
 from newsletter.clean import html_to_text, sanitize_html
 from newsletter.errors import RenderError
 from newsletter.slots import inert
 
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+
 NOTE_MAX_BYTES = 8_000  # about 1,200 words: a note, not an article
 _IMG = re.compile(r"<img\b[^>]*>")
-_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
+
+@cache
+def _markdown() -> MarkdownIt:
+    """Built on the first note: most days have none, and every send would pay the import."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ def load_note(notes_dir: Path, issue_date: date) -> Note | None:
 
 def note_from_markdown(source: str) -> Note | None:
     """Markdown to sanitized HTML and plain text; None when nothing readable is left."""
-    html = _IMG.sub("", sanitize_html(_MARKDOWN.render(source))).strip()
+    html = _IMG.sub("", sanitize_html(_markdown().render(source))).strip()
     text = html_to_text(html).strip()
     if not text:
         return None
