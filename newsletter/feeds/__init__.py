@@ -14,6 +14,7 @@ asked again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -61,7 +62,11 @@ async def collect(
             seconds = time.perf_counter() - started
             return replace(result, report=replace(result.report, seconds=seconds))
 
-    async with fetching.client(fetch) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        # The HTTP client (its transport's imports, a TLS context) only when a feed is on the
+        # web: ~50 ms of a send's start-up otherwise spent for files.
+        remote = any(_on_the_web(feed.url) for feed in feeds)
+        client = await stack.enter_async_context(fetching.client(fetch)) if remote else None
         outcomes = await asyncio.gather(*(one(feed) for feed in feeds))
     return FeedBatch(
         articles=_merge(outcome.articles for outcome in outcomes),
@@ -70,8 +75,12 @@ async def collect(
     )
 
 
+def _on_the_web(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
 async def _collect_one(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient | None,
     feed: FeedConfig,
     fetch: FetchConfig,
     previous: FeedState | None,
@@ -81,7 +90,8 @@ async def _collect_one(
     if state.gone:
         return _failed(feed, "skipped: gone (410) on an earlier run; remove it or reset its state")
     try:
-        if feed.url.startswith(("http://", "https://")):
+        if _on_the_web(feed.url):
+            assert client is not None  # collect makes one when a feed is on the web
             return await _collect_http(client, feed, fetch, state, now)
         body = await asyncio.to_thread(fetching.read_file, Path(feed.url), fetch.max_bytes)
         return _succeeded(feed, body, "", "", now)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+SAMPLE_FEED = Path(__file__).resolve().parents[2] / "feeds" / "sample-ree-news.xml"
 pytestmark = pytest.mark.slow  # each test starts a fresh interpreter
 
 HEAVY = ("premailer", "newsletter.pipeline", "newsletter.render", "newsletter.feeds",
@@ -45,3 +47,24 @@ def test_a_send_on_a_day_without_an_editors_note_does_not_load_markdown() -> Non
     loaded = loaded_after("from newsletter.render.notes import note_from_markdown\n"
                           "note_from_markdown('*REE*')")  # fmt: skip
     assert "markdown_it" in loaded
+
+
+def test_a_send_whose_feeds_are_files_makes_no_http_client() -> None:
+    """The HTTP client's transport (httpcore, a TLS context) is ~50 ms of start-up: only a
+    feed on the web needs it. The probe collects the bundled sample feed, then a feed on the
+    web (a closed port on 127.0.0.1: it fails, but through the client)."""
+    probe = (
+        "import asyncio, sys\n"
+        "from datetime import datetime, UTC\n"
+        "from newsletter.config.settings import FeedConfig, FetchConfig\n"
+        "from newsletter.feeds import collect\n"
+        "fetch = FetchConfig(timeout=2, max_bytes=1_000_000, user_agent='t')\n"
+        "now = datetime(2026, 11, 28, tzinfo=UTC)\n"
+        "def run(url):\n"
+        "    batch = asyncio.run(collect([FeedConfig('f', url)], fetch, {}, now))\n"
+        "    print(batch.reports[0].ok, len(batch.articles), 'httpcore' in sys.modules)\n"
+        f"run({str(SAMPLE_FEED)!r})\n"
+        "run('http://127.0.0.1:9/feed.xml')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["True 18 False", "False 0 True"]
