@@ -291,7 +291,7 @@ async def _send(run: Run, phase: Audience, lost: asyncio.Event | None = None) ->
         def write(rows: Rows) -> None:
             write_rows(rows, run.clock())
 
-        async with ledger_writer(write) as phase.ledger:
+        async with ledger_writer(write, off_loop=write_rows.off_loop) as phase.ledger:
             return await go()
 
 

@@ -57,13 +57,14 @@ def test_callers_arriving_together_get_slots_one_interval_apart(rate: float, cal
         assert abs(slot - k * interval) <= tolerance
 
 
+@pytest.mark.parametrize("off_loop", [False, True], ids=["on the loop", "in a thread"])
 @PROFILE
 @given(
     bursts=st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=6),
     failing=st.sets(st.integers(min_value=0, max_value=5), max_size=3),
 )
 def test_every_outcome_reaches_exactly_one_write_and_its_waiter_learns_its_fate(
-    bursts: list[int], failing: set[int]
+    bursts: list[int], failing: set[int], off_loop: bool
 ) -> None:
     writes: list[list[int]] = []
     committed: list[int] = []
@@ -85,7 +86,7 @@ def test_every_outcome_reaches_exactly_one_write_and_its_waiter_learns_its_fate(
 
     async def scenario() -> None:
         next_id = 0
-        async with ledger_writer(write) as writer:
+        async with ledger_writer(write, off_loop=off_loop) as writer:
             for size in bursts:
                 ids = range(next_id, next_id + size)
                 next_id += size

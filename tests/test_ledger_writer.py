@@ -1,23 +1,32 @@
 """Group commit of the delivery ledger on a real store: an outcome counts as recorded only once
 its row is committed, outcomes that arrive together share one transaction, and every outcome is
-written exactly once, also around a failed write and a waiter that gave up.
+written exactly once, also around a failed write and a waiter that gave up. On PostgreSQL the
+writes run in a thread beside the event loop, as in a send; on SQLite on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 
+from newsletter.compose import ComposedMessage
+from newsletter.config import load_settings
 from newsletter.errors import StoreError
 from newsletter.ledger_writer import LedgerWriter, Rows, ledger_writer
+from newsletter.mail.smtp import SmtpTransport
 from newsletter.models import DeliveryStatus, Outcome
+from newsletter.pipeline import Run, run_issue
 from newsletter.store import SqlStore
 from tests.support.clock import T0
 from tests.support.lease_harness import issue_with_readers
 from tests.support.pool_harness import run_bounded
+from tests.support.smtp_server import SmtpServer
+from tests.support.world import ISSUE_DATE, SECRET, deployment
 
 SENT = Outcome(DeliveryStatus.SENT, "250 2.0.0 accepted")
 
@@ -29,11 +38,13 @@ class Ledger:
         self.store = store
         self.issue_id = issue_id
         self.writes: list[list[int]] = []
+        self.threads: set[str] = set()
         self.fail_next = False
 
     def bind(self, write_rows: Callable[[Rows, datetime], None]) -> Callable[[Rows], None]:
         def write(rows: Rows) -> None:
             self.writes.append([subscriber_id for subscriber_id, _ in rows])
+            self.threads.add(threading.current_thread().name)
             if self.fail_next:
                 self.fail_next = False
                 raise StoreError("the store failed: disk full")
@@ -49,7 +60,7 @@ async def with_writer(
     store: SqlStore, issue_id: int, ledger: Ledger, body: Callable[[LedgerWriter], object]
 ) -> None:
     with store.ledger_session(issue_id) as write_rows:
-        async with ledger_writer(ledger.bind(write_rows)) as writer:
+        async with ledger_writer(ledger.bind(write_rows), off_loop=write_rows.off_loop) as writer:
             await body(writer)  # type: ignore[misc]
 
 
@@ -163,3 +174,84 @@ def test_every_outcome_reaches_the_write_with_its_own_subscriber_and_outcome(bur
 
     run_bounded(scenario())
     assert written == list(outcomes.items())
+
+
+def test_a_servers_commit_runs_beside_the_event_loop_and_sqlites_on_it(store: SqlStore) -> None:
+    issue_id, ids = issue_with_readers(store, 2)
+    ledger = Ledger(store, issue_id)
+
+    async def body(writer: LedgerWriter) -> None:
+        for subscriber_id in ids:
+            await writer.record(subscriber_id, SENT)
+
+    run_bounded(with_writer(store, issue_id, ledger, body))
+    server = store.engine.dialect.name == "postgresql"
+    loop_thread = threading.current_thread().name  # run_bounded runs the loop in this thread
+    assert ledger.threads == ({"ledger_0"} if server else {loop_thread})
+    assert ledger.stored() == {"sent": 2}
+
+
+def test_off_the_loop_outcomes_keep_coming_during_a_write_and_share_the_next_one() -> None:
+    """What the thread is for: while one commit waits on the server, the loop goes on."""
+    writes: list[list[int]] = []
+    release = threading.Event()
+
+    def write(rows: Rows) -> None:
+        writes.append([subscriber_id for subscriber_id, _ in rows])
+        if len(writes) == 1:
+            assert release.wait(10)  # on the loop's thread this would never end
+
+    async def scenario() -> None:
+        async with ledger_writer(write, off_loop=True) as writer:
+            first = asyncio.ensure_future(writer.record(1, SENT))
+            while not writes:
+                await asyncio.sleep(0.001)
+            more = [asyncio.ensure_future(writer.record(i, SENT)) for i in (2, 3, 4)]
+            await asyncio.sleep(0.01)
+            assert not first.done()  # reported recorded only once its write ends
+            release.set()
+            await asyncio.gather(first, *more)
+
+    run_bounded(scenario())
+    assert writes == [[1], [2, 3, 4]]
+
+
+def test_leaving_the_block_waits_for_a_write_still_running_in_the_thread() -> None:
+    """The store closes its connection right after: no write may still be using it."""
+    started, finished = threading.Event(), threading.Event()
+
+    def write(rows: Rows) -> None:
+        started.set()
+        threading.Event().wait(0.2)
+        finished.set()
+
+    async def scenario() -> None:
+        async with ledger_writer(write, off_loop=True) as writer:
+            recording = asyncio.ensure_future(writer.record(1, SENT))
+            while not started.is_set():
+                await asyncio.sleep(0.001)
+            recording.cancel()  # a forced stop: nobody waits for the write any more
+        assert finished.is_set()
+
+    run_bounded(scenario())
+
+
+def test_a_send_on_a_server_records_from_the_ledger_thread_and_on_sqlite_from_the_loop(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pipeline hands the store's choice on: its outcomes are recorded (and reported to
+    the progress hook) while the ledger's thread exists exactly when the store is a server."""
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    readers = [f"reader{n}@example.org" for n in range(5)]
+    threads: set[str] = set()
+    with SmtpServer() as smtp, deployment(tmp_path, smtp, readers, database_url=store_url) as world:
+        settings = load_settings(world.config)
+
+        def progress(message: ComposedMessage, outcome: Outcome) -> None:
+            threads.update(thread.name for thread in threading.enumerate())
+
+        transport = SmtpTransport(settings.smtp)
+        run = Run(settings, world.store, transport, world.clock, on_outcome=progress)
+        summary, _ = asyncio.run(run_issue(run, date.fromisoformat(ISSUE_DATE)))
+        assert summary.counts == {"sent": 5} and len(smtp.messages) == 5
+    assert ("ledger_0" in threads) == store_url.startswith("postgresql")

@@ -6,7 +6,7 @@ which readers is `store.batches`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 
@@ -46,13 +46,13 @@ class LedgerMixin:
             raise StoreError(f"no issue {issue_id} or no subscriber among {ids}") from exc
 
     @contextmanager
-    def ledger_session(self, issue_id: int) -> Iterator[Callable[[LedgerRows, datetime], None]]:
+    def ledger_session(self, issue_id: int) -> Iterator[LedgerSql]:
         """A writer of ledger rows for one send, on a connection held for its duration."""
         if self.read_only:
             raise ReadOnlyStoreError("ledger_session: the store is open read-only (dry run)")
         session = LedgerSql(self.engine, issue_id)
         try:
-            yield session.write
+            yield session
         finally:
             session.close()
 

@@ -70,6 +70,7 @@ class LedgerSql:
         self.raw = engine.raw_connection()
         self.broken = False
         self.sqlite = self.dialect.name == "sqlite"
+        self.off_loop = not self.sqlite  # ports.LedgerWrite: a server's commit is waited for
         if self.sqlite:  # `_begin` waits for the lock; SQLite's own wait is off meanwhile
             self._pragma("PRAGMA busy_timeout = 0")
 
@@ -118,7 +119,7 @@ class LedgerSql:
             return [params[name] for name in self.compiled.positiontup]
         return params
 
-    def write(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
+    def __call__(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
         values = [self._params(ledger_values(self.issue_id, sid, o, now)) for sid, o in rows]
         cursor = None
         try:

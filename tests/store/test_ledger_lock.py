@@ -65,7 +65,7 @@ def test_a_write_that_meets_another_writers_lock_waits_for_it_then_commits(
     release = threading.Timer(0.3, holder.release)
     try:
         release.start()
-        session.write([(ids[0], SENT), (ids[1], SENT)], T0)
+        session([(ids[0], SENT), (ids[1], SENT)], T0)
     finally:
         release.join()
         session.close()
@@ -81,7 +81,7 @@ def test_a_lock_held_past_the_timeout_is_the_stores_error_and_nothing_is_written
     holder = Holder(database(store))
     try:
         with pytest.raises(StoreError, match="database is locked"):
-            session.write([(ids[0], SENT)], T0)
+            session([(ids[0], SENT)], T0)
         assert session.broken
     finally:
         holder.release()
@@ -89,7 +89,7 @@ def test_a_lock_held_past_the_timeout_is_the_stores_error_and_nothing_is_written
     assert store.outcome_counts(issue_id) == {}
     session = LedgerSql(store.engine, issue_id, lock_timeout=0.2)  # the lock is free again
     try:
-        session.write([(ids[0], SENT)], T0)
+        session([(ids[0], SENT)], T0)
     finally:
         session.close()
     assert store.outcome_counts(issue_id) == {"sent": 1}
