@@ -5,11 +5,11 @@ message, so at any moment at most one accepted-but-unrecorded message exists per
 that is the whole duplicate bound after a crash. Outcomes that arrive together share one
 transaction, written by one task, and every outcome that arrived meanwhile joins the next one.
 
-Where the commit is CPU in this process (SQLite, ~60 us) it runs on the event loop, blocking
-it that long: handing it to a thread cost more than it saved (2,260 instead of 3,200 msg/s,
-bench/send_bench.py, 20,000 readers). Where it waits on a server (PostgreSQL's durable commit,
-~4 ms) it runs in one thread of its own while the loop goes on sending (1,209 instead of
-988 msg/s, 10,000 readers), and more outcomes share each commit.
+Where the commit is CPU in this process (SQLite, ~35 us for one row) it runs on the event loop,
+blocking it that long: handing it to a thread cost more than it saved (2,260 instead of
+3,200 msg/s, bench/send_bench.py, 20,000 readers). Where it waits on a server (PostgreSQL's
+durable commit) it runs in one thread of its own while the loop goes on sending (1,184 instead
+of 988 msg/s, 10,000 readers), and more outcomes share each commit.
 """
 
 from __future__ import annotations
