@@ -220,7 +220,14 @@ def _https_url(reader: Reader, key: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise reader.fail(key, f"expected an absolute http(s) URL, got {value!r}")
-    return value
+    return _lower_scheme(value)
+
+
+def _lower_scheme(url: str) -> str:
+    """The scheme in lower case ("HTTPS://x" as "https://x"): schemes are case-insensitive
+    (RFC 3986 3.1), and the web app decides on HSTS and Secure cookies by the written prefix."""
+    scheme, colon, rest = url.partition(":")
+    return scheme.lower() + colon + rest
 
 
 def _site_url(news: Reader, base_url: str) -> str:
@@ -230,7 +237,7 @@ def _site_url(news: Reader, base_url: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise news.fail("site_url", f"expected an absolute http(s) URL, got {value!r}")
-    return value
+    return _lower_scheme(value)
 
 
 def _list_id(news: Reader, from_address: str) -> str:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -76,7 +77,9 @@ async def collect(
 
 
 def _on_the_web(url: str) -> bool:
-    return url.startswith(("http://", "https://"))
+    """As the config reads it: a scheme is case-insensitive (RFC 3986 3.1), so "HTTPS://..." is
+    on the web too, not a file of that name."""
+    return urlsplit(url).scheme in ("http", "https")
 
 
 async def _collect_one(

@@ -249,3 +249,17 @@ def test_a_bad_redis_url_in_the_environment_is_named_without_echoing_it() -> Non
         load_settings(ROOT / "config.toml", environ=env)
     assert info.value.key == "NEWSLETTER_REDIS_URL" and "s3cret" not in str(info.value)
     assert "redis://, rediss:// or unix://" in str(info.value)
+
+
+def test_a_url_scheme_in_capitals_is_read_in_lower_case(tmp_path: Path) -> None:
+    """Schemes are case-insensitive; the web app sends HSTS and Secure cookies by "https://"."""
+    text = SHIPPED
+    for old, new in [
+        ("https://ree-news.example.com/newsletter", "HTTPS://Ree-News.example.com/Newsletter"),
+        ('site_url = "https://ree-news.example.com/"', 'site_url = "Http://ree.example/"'),
+    ]:
+        assert old in text
+        text = text.replace(old, new, 1)
+    settings = load_settings(write(tmp_path, text), environ={})
+    assert settings.base_url == "https://Ree-News.example.com/Newsletter"
+    assert settings.site_url == "http://ree.example/"

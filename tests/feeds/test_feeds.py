@@ -555,3 +555,13 @@ def test_bodies_are_read_within_a_budget_per_feed(
     assert all(a.summary_text for a in batch.articles)  # every entry still has its summary
     note = report(batch, "Budget").note
     assert note is not None and "4 long article bodies read only in part" in note
+
+
+def test_a_feed_url_whose_scheme_is_in_capitals_is_fetched_over_http(server: FeedServer) -> None:
+    """The config takes "HTTP://..." (schemes are case-insensitive); collecting read it as a
+    file path of that name and reported the feed missing."""
+    url = server.add_file("/rss.xml", DATA / "good-rss.xml")
+    shouting = url.replace("http://", "HTTP://", 1)
+    batch = run([feed("Magnets", shouting)])
+    assert [r.ok for r in batch.reports] == [True] and len(batch.articles) == 3
+    assert server.requests and server.requests[-1].path == "/rss.xml"
