@@ -10,7 +10,7 @@ On SQLite the write lock is waited for here, in steps of 50 us to 2 ms, not by S
 handler, whose first wait is a whole millisecond and whose next ones grow to 100 ms. With two
 processes sending, a commit finds the other's lock held (for ~150 us) a few times in a hundred,
 and each such wait froze the process's event loop for 1-5 ms: 0.5 s of a 12 s send (measured
-with a probe around `write`, two processes, 10,000 signed messages).
+with a probe around the write, two processes, 10,000 signed messages).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class LedgerSql:
             c.name: c.type.bind_processor(self.dialect) for c in deliveries.columns
         }
         self.raw = engine.raw_connection()
+        self.idle = threading.Lock()  # held by a write, so `close` can see one still running
         self.broken = False
         self.sqlite = self.dialect.name == "sqlite"
         self.off_loop = not self.sqlite  # ports.LedgerWrite: a server's commit is waited for
@@ -75,14 +76,24 @@ class LedgerSql:
             self._pragma("PRAGMA busy_timeout = 0")
 
     def close(self) -> None:
-        """Return the connection, or throw it away if a fault broke it (no reset on a corpse)."""
-        with contextlib.suppress(Exception):
-            if self.broken:
-                self.raw.invalidate()
-            else:
-                if self.sqlite:  # the pool's next user gets the engine's own wait back
-                    self._pragma(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                self.raw.close()
+        """Return the connection, or throw it away if a fault broke it (no reset on a corpse).
+
+        A write still running in the ledger's thread (a second Ctrl-C cut short the wait for
+        it) keeps the connection: closing it under the write could break the commit, and the
+        process is on its way out, which closes it after the write.
+        """
+        if not self.idle.acquire(blocking=False):
+            return
+        try:
+            with contextlib.suppress(Exception):
+                if self.broken:
+                    self.raw.invalidate()
+                else:
+                    if self.sqlite:  # the pool's next user gets the engine's own wait back
+                        self._pragma(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                    self.raw.close()
+        finally:
+            self.idle.release()
 
     def _pragma(self, statement: str) -> None:
         cursor = self.raw.cursor()
@@ -120,6 +131,10 @@ class LedgerSql:
         return params
 
     def __call__(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
+        with self.idle:
+            self._write(rows, now)
+
+    def _write(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
         values = [self._params(ledger_values(self.issue_id, sid, o, now)) for sid, o in rows]
         cursor = None
         try:
