@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -224,10 +224,12 @@ def _https_url(reader: Reader, key: str) -> str:
 
 
 def _lower_scheme(url: str) -> str:
-    """The scheme in lower case ("HTTPS://x" as "https://x"): schemes are case-insensitive
-    (RFC 3986 3.1), and the web app decides on HSTS and Secure cookies by the written prefix."""
-    scheme, colon, rest = url.partition(":")
-    return scheme.lower() + colon + rest
+    """Scheme and host in lower case ("HTTPS://News.example/Ree" as "https://news.example/Ree"):
+    both are case-insensitive (RFC 3986 3.1, 3.2.2), while the web app decides on HSTS and
+    Secure cookies by the written "https://" and compares a browser's Origin (always lower
+    case) with the base URL's."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.lower()))
 
 
 def _site_url(news: Reader, base_url: str) -> str:
@@ -290,7 +292,7 @@ def _feeds(root: Reader, base: Path) -> tuple[FeedConfig, ...]:
         if scheme not in ("http", "https"):
             if scheme not in ("", "file"):
                 raise reader.fail("url", f"expected http(s) URL or a file path, got {url!r}")
-            local = Path(url.removeprefix("file://"))
+            local = Path(url[len("file://") :] if scheme == "file" else url)
             url = str(local if local.is_absolute() else base / local)
         feeds.append(FeedConfig(name=reader.text("name"), url=url))
     return tuple(feeds)

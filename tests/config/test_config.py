@@ -251,8 +251,9 @@ def test_a_bad_redis_url_in_the_environment_is_named_without_echoing_it() -> Non
     assert "redis://, rediss:// or unix://" in str(info.value)
 
 
-def test_a_url_scheme_in_capitals_is_read_in_lower_case(tmp_path: Path) -> None:
-    """Schemes are case-insensitive; the web app sends HSTS and Secure cookies by "https://"."""
+def test_a_url_scheme_and_host_in_capitals_are_read_in_lower_case(tmp_path: Path) -> None:
+    """Both are case-insensitive; the web app sends HSTS and Secure cookies by "https://" and
+    compares the browser's Origin (lower case) with the base URL's; a path keeps its case."""
     text = SHIPPED
     for old, new in [
         ("https://ree-news.example.com/newsletter", "HTTPS://Ree-News.example.com/Newsletter"),
@@ -261,5 +262,14 @@ def test_a_url_scheme_in_capitals_is_read_in_lower_case(tmp_path: Path) -> None:
         assert old in text
         text = text.replace(old, new, 1)
     settings = load_settings(write(tmp_path, text), environ={})
-    assert settings.base_url == "https://Ree-News.example.com/Newsletter"
+    assert settings.base_url == "https://ree-news.example.com/Newsletter"
     assert settings.site_url == "http://ree.example/"
+
+
+def test_a_file_url_with_its_scheme_in_capitals_is_that_file(tmp_path: Path) -> None:
+    feed = tmp_path / "feeds" / "ree.xml"
+    old = 'url = "feeds/sample-ree-news.xml"'
+    assert old in SHIPPED
+    text = SHIPPED.replace(old, f'url = "FILE://{feed}"', 1)
+    settings = load_settings(write(tmp_path, text), environ={})
+    assert settings.feeds[0].url == str(feed)
