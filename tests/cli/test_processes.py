@@ -97,5 +97,10 @@ def test_a_forked_copy_ends_with_the_status_the_interpreter_would_give_a_system_
         raise SystemExit(exit_code)
 
     monkeypatch.setattr(main_module, "main", exits)
-    assert _child_main(["status"], dict(os.environ)) == status
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:  # a forked copy's own handlers, set here in pytest's process
+        assert _child_main(["status"], dict(os.environ)) == status
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
     assert capfd.readouterr().err == said

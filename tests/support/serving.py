@@ -61,8 +61,8 @@ class ServeProcess:
 
     def __exit__(self, *exc: object) -> None:
         """Whatever the test did: no worker outlives it (a SIGKILLed parent leaves them)."""
-        if self.process is None:
-            return
+        if self.process is None or (self.process.returncode is not None and self._done):
+            return  # stopped, and every worker gone: the group id may be another's by now
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
