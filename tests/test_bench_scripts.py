@@ -46,3 +46,14 @@ def test_the_limiter_bench_fills_the_limiter_to_its_bound() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("clients: 500 (bound 500; ")
     assert "memory held: " in done.stdout
+
+
+def test_the_ledger_bench_writes_every_outcome_for_each_group_size() -> None:
+    command = [sys.executable, str(ROOT / "bench" / "ledger_cost.py"), "--rows", "40"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr  # it exits 1 when the ledger lacks a row
+    lines = done.stdout.splitlines()
+    assert lines[0] == "store: sqlite; 40 outcomes per group size; microseconds per row"
+    groups = [line.split() for line in lines[2:]]
+    assert [row[0] for row in groups] == ["1", "2", "4", "8", "16"]
+    assert all(float(cpu) > 0 and float(wall) > 0 for _, cpu, wall in groups)
