@@ -220,10 +220,10 @@ def _https_url(reader: Reader, key: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise reader.fail(key, f"expected an absolute http(s) URL, got {value!r}")
-    return _lower_scheme(value)
+    return _lower_origin(value)
 
 
-def _lower_scheme(url: str) -> str:
+def _lower_origin(url: str) -> str:
     """Scheme and host in lower case ("HTTPS://News.example/Ree" as "https://news.example/Ree"):
     both are case-insensitive (RFC 3986 3.1, 3.2.2), while the web app decides on HSTS and
     Secure cookies by the written "https://" and compares a browser's Origin (always lower
@@ -239,7 +239,7 @@ def _site_url(news: Reader, base_url: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.netloc:
         raise news.fail("site_url", f"expected an absolute http(s) URL, got {value!r}")
-    return _lower_scheme(value)
+    return _lower_origin(value)
 
 
 def _list_id(news: Reader, from_address: str) -> str:
