@@ -8,7 +8,7 @@ as soon as it arrives; that is what lets a later run resume without losing or do
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -18,7 +18,7 @@ from newsletter.bounces import Verp, is_hard_bounce
 from newsletter.clock import Clock
 from newsletter.compose import ComposedMessage, MessageTemplate, envelope_address
 from newsletter.config import Settings
-from newsletter.ledger_writer import LedgerWriter
+from newsletter.ledger_writer import LedgerWriter, Receipt
 from newsletter.models import (
     Batch,
     DeliveryStatus,
@@ -123,12 +123,23 @@ class Audience:
         if self.claims is not None:
             self.claims.settled(subscriber.id)
 
-    async def record(self, message: ComposedMessage, outcome: Outcome) -> None:
+    def record(self, message: ComposedMessage, outcome: Outcome) -> Awaitable[None]:
+        """Hand the outcome to the ledger now; what depends on its being stored (a hard bounce,
+        the batch's progress, the progress report) runs when the returned awaitable is awaited
+        (`pool.Recorder`), after the commit."""
         self.summary.recipients += 1
         self.summary.message_bytes = max(self.summary.message_bytes, len(message.data))
+        receipt = None
         if self.issue is not None and self.ledger is not None:
+            receipt = self.ledger.record(message.recipient.subscriber_id, outcome)
+        return self._stored(message, outcome, receipt)
+
+    async def _stored(
+        self, message: ComposedMessage, outcome: Outcome, receipt: Receipt | None
+    ) -> None:
+        if receipt is not None:
             subscriber_id = message.recipient.subscriber_id
-            await self.ledger.record(subscriber_id, outcome)
+            await receipt
             if outcome.status is DeliveryStatus.FAILED and is_hard_bounce(
                 outcome.code, outcome.detail
             ):

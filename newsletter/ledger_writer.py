@@ -1,15 +1,18 @@
 """Group commit for the delivery ledger.
 
-Each worker hands its outcome over and waits until it is committed before it takes its next
-message, so at any moment at most one accepted-but-unrecorded message exists per connection:
-that is the whole duplicate bound after a crash. Outcomes that arrive together share one
-transaction, written by one task, and every outcome that arrived meanwhile joins the next one.
+A worker hands its outcome over at once and waits for its commit only when it is about to write
+the next message's data (`ports.Connection.send`'s gate), so at any moment at most one
+accepted-but-unrecorded message exists per connection: that is the whole duplicate bound after
+a crash. The commit is made when someone waits for an outcome, not when it arrives: by then the
+outcomes of the other connections have come in too and share the transaction (bench/
+ledger_cost.py: a row costs 35.8 us of CPU alone on SQLite, 21.9 in fours; 172 and 56 us on
+PostgreSQL), while the envelope's round trip overlaps it. One task writes.
 
-Where the commit is CPU in this process (SQLite, ~35 us for one row) it runs on the event loop,
-blocking it that long: handing it to a thread cost more than it saved (2,260 instead of
-3,200 msg/s, bench/send_bench.py, 20,000 readers). Where it waits on a server (PostgreSQL's
-durable commit) it runs in one thread of its own while the loop goes on sending (1,184 instead
-of 988 msg/s, 10,000 readers), and more outcomes share each commit.
+Where the commit is CPU in this process (SQLite) it runs on the event loop, blocking it that
+long: handing it to a thread cost more than it saved (2,260 instead of 3,200 msg/s,
+bench/send_bench.py, 20,000 readers). Where it waits on a server (PostgreSQL's durable commit)
+it runs in one thread of its own while the loop goes on sending (1,184 instead of 988 msg/s,
+10,000 readers, before commits waited for a waiter), and more outcomes share each commit.
 """
 
 from __future__ import annotations
@@ -17,11 +20,27 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from typing import Any
 
 from newsletter.models import Outcome
 
 Rows = Sequence[tuple[int, Outcome]]
+
+
+class Receipt:
+    """An outcome in the writer's hands. Awaiting it wakes the writer: a commit is made only
+    when someone waits for one, which is what lets several outcomes share it."""
+
+    __slots__ = ("future", "wake")
+
+    def __init__(self, wake: asyncio.Event, future: asyncio.Future[None]) -> None:
+        self.wake = wake
+        self.future = future
+
+    def __await__(self) -> Generator[Any, None, None]:
+        self.wake.set()
+        return self.future.__await__()
 
 
 class LedgerWriter:
@@ -33,18 +52,20 @@ class LedgerWriter:
         self.pending: list[tuple[int, Outcome, asyncio.Future[None]]] = []
         self.wake = asyncio.Event()
 
-    async def record(self, subscriber_id: int, outcome: Outcome) -> None:
-        """Return once the outcome is committed (raise if the write failed)."""
+    def record(self, subscriber_id: int, outcome: Outcome) -> Receipt:
+        """Take the outcome now; awaiting the receipt asks for the commit and returns once the
+        outcome is committed (raises if the write failed)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending.append((subscriber_id, outcome, future))
-        self.wake.set()
-        await future
+        return Receipt(self.wake, future)
 
     async def run(self) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
             batch, self.pending = self.pending, []
+            if not batch:  # woken for an outcome the write that just ended has taken
+                continue
             rows = [(sid, outcome) for sid, outcome, _ in batch]
             try:
                 if self.thread is None:
@@ -59,6 +80,11 @@ class LedgerWriter:
                 for *_, future in batch:
                     if not future.done():
                         future.set_result(None)
+
+    async def flush(self) -> None:
+        """Commit every outcome handed over so far, waited for or not."""
+        if self.pending:
+            await Receipt(self.wake, self.pending[-1][2])  # a write takes all that is pending
 
 
 @contextlib.asynccontextmanager
@@ -75,7 +101,15 @@ async def ledger_writer(
         writer = LedgerWriter(write, thread)
         task = asyncio.create_task(writer.run())
         try:
-            yield writer
+            try:
+                yield writer
+            except BaseException:
+                # A send stopped by force or on an error can leave outcomes nobody waited for:
+                # stored all the same if they can be, while the first error goes on up.
+                with contextlib.suppress(Exception):
+                    await writer.flush()
+                raise
+            await writer.flush()  # none are left after a whole send; if one were, it is stored
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,7 +3,9 @@
 A fixed pool of workers, each owning one persistent connection, pulls from a bounded queue, so
 memory stays flat however long the list. Every message ends in exactly one `Outcome`, handed to
 `record` as soon as the server has answered; messages never taken from the queue get none, which
-is what lets the next run resume without doubling anyone.
+is what lets the next run resume without doubling anyone. `record` takes the outcome at once and
+returns what to await for its commit; a worker awaits that just before the next message's data
+goes out (the connection's gate), so the envelope's round trip overlaps the commit.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from newsletter.errors import (
 from newsletter.models import DeliveryStatus, Outcome
 from newsletter.ports import Connection, Transport
 
+# Called when the outcome is known; the awaitable it returns ends once the outcome is stored.
 Recorder = Callable[[ComposedMessage, Outcome], Awaitable[None]]
 
 
@@ -94,23 +97,50 @@ class _Shared:
         return connection
 
 
+class _Stopped(Exception):
+    """A stop seen at the gate; the connection, left half-way through DATA, is dropped."""
+
+
 class _Worker:
     """One connection's loop: send, classify, retry, record."""
 
     def __init__(self, shared: _Shared) -> None:
         self.shared = shared
         self.connection: Connection | None = None
+        self.unstored: Awaitable[None] | None = None  # the previous outcome's commit
 
     async def run(self, queue: asyncio.Queue[ComposedMessage | None]) -> None:
         try:
             while (item := await queue.get()) is not None:
                 if self.shared.should_stop():
                     continue  # left without an outcome: the next run sends it
-                outcome = await self.deliver(item)
+                try:
+                    outcome = await self.deliver(item)
+                except _Stopped:  # seen at the gate: no data went out, the next run sends it
+                    await self.drop(broken=True)
+                    continue
+                await self.stored()  # if no data went out, the gate was never reached
                 self.shared.counts[outcome.status] = self.shared.counts.get(outcome.status, 0) + 1
-                await self.shared.record(item, outcome)  # committed before the next message
+                self.unstored = self.shared.record(item, outcome)
         finally:
-            await self.drop()
+            try:
+                await self.stored()
+            finally:
+                await self.drop()
+
+    async def gate(self) -> None:
+        """Before a message's data: its predecessor stored, and no stop meanwhile (the stop
+        came while this message's envelope was on the wire; abandoned now, it is not sent)."""
+        await self.stored()
+        if self.shared.should_stop():
+            raise _Stopped
+
+    async def stored(self) -> None:
+        """Wait until the previous outcome is committed: the gate before the next message's
+        data, so this connection never has two accepted messages without a ledger row."""
+        if self.unstored is not None:
+            unstored, self.unstored = self.unstored, None
+            await unstored
 
     async def drop(self, *, broken: bool = False) -> None:
         """Give up the connection: politely, or at once when it is broken (timed out, lost),
@@ -151,7 +181,7 @@ class _Worker:
         # the rate, not by the rate plus however long each new connection took to set up.
         await self.shared.limiter.wait()
         reply = await self.connection.send(
-            self.shared.sender(item), item.recipient.email, item.data
+            self.shared.sender(item), item.recipient.email, item.data, self.gate
         )
         return Outcome(DeliveryStatus.SENT, reply, item.message_id, attempt)
 

@@ -6,7 +6,7 @@ The pipeline is handed implementations of these; it never imports SQLAlchemy or 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import Protocol
@@ -153,11 +153,20 @@ class Signer(Protocol):
     def __call__(self, message: bytes, body_pieces: Sequence[bytes] = (), /) -> bytes: ...
 
 
+Gate = Callable[[], Awaitable[None]]
+
+
 class Connection(Protocol):
     """One open session with the mail server, reused for many messages."""
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> str:
-        """Send prebuilt bytes; return the server's reply text or raise a DeliveryError."""
+    async def send(self, sender: str, recipient: str, data: bytes, gate: Gate | None = None) -> str:
+        """Send prebuilt bytes; return the server's reply text or raise a DeliveryError.
+
+        `gate` is awaited once the server has taken the envelope and waits for the data, before
+        any of it is written: the pool waits there for the previous message's ledger commit, so
+        the envelope's round trip overlaps the commit while no second message can be accepted
+        unrecorded. If the gate raises, the session is dropped (it is half-way through DATA).
+        """
         ...
 
     async def close(self) -> None:

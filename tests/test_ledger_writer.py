@@ -17,7 +17,7 @@ import pytest
 from newsletter.compose import ComposedMessage
 from newsletter.config import load_settings
 from newsletter.errors import StoreError
-from newsletter.ledger_writer import LedgerWriter, Rows, ledger_writer
+from newsletter.ledger_writer import LedgerWriter, Receipt, Rows, ledger_writer
 from newsletter.mail.smtp import SmtpTransport
 from newsletter.models import DeliveryStatus, Outcome
 from newsletter.pipeline import Run, run_issue
@@ -255,3 +255,91 @@ def test_a_send_on_a_server_records_from_the_ledger_thread_and_on_sqlite_from_th
         summary, _ = asyncio.run(run_issue(run, date.fromisoformat(ISSUE_DATE)))
         assert summary.counts == {"sent": 5} and len(smtp.messages) == 5
     assert ("ledger_0" in threads) == store_url.startswith("postgresql")
+
+
+def test_a_commit_waits_for_a_waiter_and_then_takes_every_outcome_handed_over(
+    store: SqlStore,
+) -> None:
+    """Outcomes are taken at once and committed when someone needs one: that is the group."""
+    issue_id, ids = issue_with_readers(store, 4)
+    ledger = Ledger(store, issue_id)
+
+    async def body(writer: LedgerWriter) -> None:
+        receipts = [writer.record(i, SENT) for i in ids[:3]]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert ledger.writes == [] and ledger.stored() == {}
+        await receipts[1]
+        assert ledger.writes == [ids[:3]] and ledger.stored() == {"sent": 3}
+        await receipts[0]
+        await receipts[2]  # committed already: nothing more is written
+        await writer.record(ids[3], SENT)
+
+    run_bounded(with_writer(store, issue_id, ledger, body))
+    assert ledger.writes == [ids[:3], ids[3:]]
+
+
+def test_leaving_the_block_stores_outcomes_nobody_waited_for(store: SqlStore) -> None:
+    issue_id, ids = issue_with_readers(store, 2)
+    ledger = Ledger(store, issue_id)
+
+    async def body(writer: LedgerWriter) -> None:
+        await writer.record(ids[0], SENT)
+        writer.record(ids[1], SENT)  # a worker stopped before it waited, say
+
+    run_bounded(with_writer(store, issue_id, ledger, body))
+    assert ledger.writes == [ids[:1], ids[1:]]
+    assert ledger.stored() == {"sent": 2}
+
+
+def test_leaving_the_block_reports_a_failed_last_write_unless_an_error_is_on_its_way(
+    store: SqlStore,
+) -> None:
+    """On a clean exit the failure is the news; after another error that error is."""
+    issue_id, ids = issue_with_readers(store, 2)
+    ledger = Ledger(store, issue_id)
+
+    async def clean_exit(writer: LedgerWriter) -> None:
+        ledger.fail_next = True
+        writer.record(ids[0], SENT)
+
+    with pytest.raises(StoreError, match="disk full"):
+        run_bounded(with_writer(store, issue_id, ledger, clean_exit))
+
+    async def failing(writer: LedgerWriter) -> None:
+        ledger.fail_next = True
+        writer.record(ids[1], SENT)
+        raise LookupError("the first error")
+
+    with pytest.raises(LookupError, match="the first error"):
+        run_bounded(with_writer(store, issue_id, ledger, failing))
+    assert ledger.writes == [ids[:1], ids[1:]] and ledger.stored() == {}
+
+
+def test_a_second_wait_for_an_outcome_already_being_written_writes_nothing_more() -> None:
+    """Two waiters for one outcome (the worker's gate and its last wait, say) mean one write."""
+    writes: list[list[int]] = []
+    release = threading.Event()
+
+    def write(rows: Rows) -> None:
+        writes.append([subscriber_id for subscriber_id, _ in rows])
+        assert release.wait(10)
+
+    async def wait_for(receipt: Receipt) -> None:
+        await receipt
+
+    async def scenario() -> None:
+        async with ledger_writer(write, off_loop=True) as writer:
+            receipt = writer.record(1, SENT)
+            first = asyncio.ensure_future(wait_for(receipt))
+            while not writes:
+                await asyncio.sleep(0.001)
+            again = asyncio.ensure_future(wait_for(receipt))  # wakes the writer once more
+            await asyncio.sleep(0.01)
+            release.set()
+            await asyncio.gather(first, again)
+            for _ in range(20):
+                await asyncio.sleep(0.001)
+
+    run_bounded(scenario())
+    assert writes == [[1]]

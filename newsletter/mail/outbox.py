@@ -6,12 +6,16 @@ reader need a `ports.Transport` that can never reach a relay.
 
 from __future__ import annotations
 
+from newsletter.ports import Gate
+
 
 class OutboxTransport:
     async def connect(self) -> OutboxTransport:
         return self
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> str:
+    async def send(self, sender: str, recipient: str, data: bytes, gate: Gate | None = None) -> str:
+        if gate is not None:
+            await gate()
         return "250 dry run: not sent"
 
     async def close(self) -> None:

@@ -8,7 +8,7 @@ a session this module opened; `check` only opens and closes sessions through `Sm
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
@@ -24,6 +24,7 @@ from newsletter.errors import (
     TransientDeliveryError,
 )
 from newsletter.mail.pipelining import PipelinedSession, can_take_over
+from newsletter.ports import Gate
 
 
 def _by_code(message: str, code: int) -> DeliveryError:
@@ -72,11 +73,12 @@ class SmtpConnection:
         """The server's EHLO reply offered SMTPUTF8 (RFC 6531)."""
         return self.client.supports_extension("smtputf8")
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> str:
+    async def send(self, sender: str, recipient: str, data: bytes, gate: Gate | None = None) -> str:
         params = mail_parameters(sender, recipient, data, smtputf8=self.smtputf8)
         await self._step(b"MAIL", b"FROM:<" + sender.encode() + b">" + params, server_wide=True)
         await self._step(b"RCPT", b"TO:<" + recipient.encode() + b">")
         await self._step(b"DATA", ok=354)
+        await _through(gate, self.abort)
         reply = await self._call(self._finish_data(wire_data(data)))
         if reply.code != 250:
             await self._reset()
@@ -143,7 +145,7 @@ class PipelinedConnection:
         self.session = session
         self.smtputf8 = smtputf8
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> str:
+    async def send(self, sender: str, recipient: str, data: bytes, gate: Gate | None = None) -> str:
         session = self.session
         params = mail_parameters(sender, recipient, data, smtputf8=self.smtputf8)
         envelope = b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n"
@@ -154,6 +156,7 @@ class PipelinedConnection:
             session.write(b".\r\n")  # DATA was taken after a refusal: end the empty message
             await session.reply()
         elif start.code == 354:
+            await _through(gate, session.abort)
             session.write(wire_data(data))
             final = await session.reply()
             if final.code == 250:
@@ -172,6 +175,18 @@ class PipelinedConnection:
 
     async def close(self) -> None:
         await self.session.close()
+
+
+async def _through(gate: Gate | None, abort: Callable[[], None]) -> None:
+    """Wait at the gate (`ports.Connection.send`); a session left half-way through DATA by a
+    gate that raised (a failed commit, a forced stop) cannot be reused, so it is dropped."""
+    if gate is None:
+        return
+    try:
+        await gate()
+    except BaseException:
+        abort()
+        raise
 
 
 def _refusal(mail: SMTPResponse, rcpt: SMTPResponse, last: SMTPResponse) -> DeliveryError:

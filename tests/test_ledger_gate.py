@@ -1,0 +1,167 @@
+"""The gate before each message's data, on a real server and a real store.
+
+A worker hands its outcome to the ledger and goes on with the next reader's envelope; only the
+next message's data waits for that outcome's commit. So the envelope's round trip overlaps the
+commit, while a connection never has two accepted messages without a ledger row (the duplicate
+bound after a crash). Both session kinds: with PIPELINING and command by command.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from newsletter.compose import ComposedMessage
+from newsletter.errors import StoreError
+from newsletter.ledger_writer import Receipt, Rows, ledger_writer
+from newsletter.mail.smtp import SmtpTransport
+from newsletter.models import Outcome, Recipient
+from newsletter.pool import DeliveryPolicy, deliver
+from newsletter.store import SqlStore
+from tests.support.clock import T0, FakeClock
+from tests.support.lease_harness import issue_with_readers
+from tests.support.pool_harness import SENDER, message, run_bounded, smtp_config
+from tests.support.smtp_server import RecordingHandler, SmtpServer
+
+
+class Events:
+    """What the server saw and what the ledger committed, in one order (the server's thread
+    and the ledger's each append; a causal chain between them keeps that order true)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, int]] = []
+
+    def add(self, kind: str, subscriber_id: int) -> None:
+        with self.lock:
+            self.seen.append((kind, subscriber_id))
+
+    def at(self, kind: str, subscriber_id: int) -> int:
+        return self.seen.index((kind, subscriber_id))
+
+
+class Watching(RecordingHandler):
+    """Notes each RCPT and each complete DATA by the reader's subscriber id."""
+
+    def __init__(self, events: Events, ids: dict[str, int]) -> None:
+        super().__init__()
+        self.events = events
+        self.ids = ids
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.events.add("rcpt", self.ids[address])
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.events.add("data", self.ids[envelope.rcpt_tos[0]])
+        return await super().handle_DATA(server, session, envelope)
+
+
+def readers_messages(ids: list[int]) -> list[ComposedMessage]:
+    out = []
+    for index, subscriber_id in enumerate(ids):
+        made = message(index)
+        recipient = Recipient(subscriber_id, made.recipient.email, made.recipient.unsubscribe_url)
+        out.append(ComposedMessage(recipient, made.message_id, made.data))
+    return out
+
+
+def committing(
+    store: SqlStore, events: Events, fail_at: int = 0
+) -> Callable[[Callable[[Rows, datetime], None]], Callable[[Rows], None]]:
+    """The store's ledger write, noting each committed row; write number `fail_at` fails."""
+    writes = 0
+
+    def bind(write_rows: Callable[[Rows, datetime], None]) -> Callable[[Rows], None]:
+        def write(rows: Rows) -> None:
+            nonlocal writes
+            writes += 1
+            if writes == fail_at:
+                raise StoreError("the store failed: disk full")
+            write_rows(rows, T0)
+            for subscriber_id, _ in rows:
+                events.add("commit", subscriber_id)
+
+        return write
+
+    return bind
+
+
+async def send_through_ledger(
+    store: SqlStore,
+    issue_id: int,
+    items: list[ComposedMessage],
+    port: int,
+    bind: Callable[[Callable[[Rows, datetime], None]], Callable[[Rows], None]],
+) -> dict[str, int]:
+    with store.ledger_session(issue_id) as write_rows:
+        async with ledger_writer(bind(write_rows), off_loop=write_rows.off_loop) as writer:
+
+            def record(item: ComposedMessage, outcome: Outcome) -> Receipt:
+                return writer.record(item.recipient.subscriber_id, outcome)
+
+            config = smtp_config(port)
+            return await deliver(
+                items,
+                SmtpTransport(config),
+                lambda _: SENDER,
+                DeliveryPolicy(connections=1),
+                record,
+                FakeClock(),
+            )
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_the_next_envelope_overlaps_the_commit_and_its_data_waits_for_it(
+    store: SqlStore, pipelining: bool
+) -> None:
+    issue_id, ids = issue_with_readers(store, 6)
+    items = readers_messages(ids)
+    events = Events()
+    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
+    handler.pipelining = pipelining
+    with SmtpServer(handler) as server:
+        counts = run_bounded(
+            send_through_ledger(store, issue_id, items, server.port, committing(store, events))
+        )
+    assert counts == {"sent": 6} and len(server.messages) == 6
+    assert store.outcome_counts(issue_id) == {"sent": 6}
+    for previous, current in itertools.pairwise(ids):
+        # the envelope went out before the previous outcome was committed...
+        assert events.at("rcpt", current) < events.at("commit", previous)
+        # ...and the data only after it
+        assert events.at("commit", previous) < events.at("data", current)
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_commit_that_fails_at_the_gate_stops_the_send_before_that_data_goes_out(
+    store: SqlStore, pipelining: bool
+) -> None:
+    """The session, half-way through DATA, is dropped at once: the run does not wait out the
+    relay's timeout (longer than this test's guard) trying to QUIT inside the message."""
+    issue_id, ids = issue_with_readers(store, 5)
+    items = readers_messages(ids)
+    events = Events()
+    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
+    handler.pipelining = pipelining
+    with SmtpServer(handler) as server:
+
+        async def scenario() -> dict[str, int]:
+            with pytest.raises(StoreError, match="disk full"):
+                await send_through_ledger(
+                    store, issue_id, items, server.port, committing(store, events, fail_at=2)
+                )
+            return store.outcome_counts(issue_id)
+
+        stored = run_bounded(scenario(), seconds=4.0)
+        received = [m.rcpt_tos[0] for m in server.messages]
+    # write 1 held the first outcome; write 2 (the second) failed at the third message's gate
+    assert stored == {"sent": 1}
+    assert received == [items[0].recipient.email, items[1].recipient.email]
