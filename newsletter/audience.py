@@ -112,8 +112,8 @@ class Audience:
         message = self.template.render(self.recipient(subscriber.id, email, subscriber.public_id))
         if self.sign is None:
             return message
-        signed = self.sign(message.data, message.body)
-        return ComposedMessage(message.recipient, message.message_id, signed)
+        signed = self.sign(message.data, message.body)  # header fields added, the same body
+        return ComposedMessage(message.recipient, message.message_id, signed, message.body)
 
     def settle(self, subscriber: Subscriber, status: DeliveryStatus, detail: str) -> None:
         """A final outcome for a reader no message was made for (so it was never sent)."""

@@ -181,7 +181,7 @@ class _Worker:
         # the rate, not by the rate plus however long each new connection took to set up.
         await self.shared.limiter.wait()
         reply = await self.connection.send(
-            self.shared.sender(item), item.recipient.email, item.data, self.gate
+            self.shared.sender(item), item.recipient.email, item.data, self.gate, item.body
         )
         return Outcome(DeliveryStatus.SENT, reply, item.message_id, attempt)
 

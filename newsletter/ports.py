@@ -159,8 +159,19 @@ Gate = Callable[[], Awaitable[None]]
 class Connection(Protocol):
     """One open session with the mail server, reused for many messages."""
 
-    async def send(self, sender: str, recipient: str, data: bytes, gate: Gate | None = None) -> str:
+    async def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        gate: Gate | None = None,
+        body: Sequence[bytes] = (),
+    ) -> str:
         """Send prebuilt bytes; return the server's reply text or raise a DeliveryError.
+
+        `body`: the body of `data` as whole lines in pieces (`ComposedMessage.body`), or (); an
+        issue's shared pieces are the same objects in every copy, which lets the transport
+        prepare each of them once (`mail.wire`).
 
         `gate` is awaited once the server has taken the envelope and waits for the data, before
         any of it is written: the pool waits there for the previous message's ledger commit, so

@@ -6,6 +6,8 @@ reader need a `ports.Transport` that can never reach a relay.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from newsletter.ports import Gate
 
 
@@ -13,7 +15,14 @@ class OutboxTransport:
     async def connect(self) -> OutboxTransport:
         return self
 
-    async def send(self, sender: str, recipient: str, data: bytes, gate: Gate | None = None) -> str:
+    async def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        gate: Gate | None = None,
+        body: Sequence[bytes] = (),
+    ) -> str:
         if gate is not None:
             await gate()
         return "250 dry run: not sent"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from typing import cast
 
 from aiosmtplib import SMTPResponse
@@ -20,7 +21,8 @@ from newsletter.errors import ConnectionLostError, DeliveryTimeoutError
 
 def can_take_over(transport: object) -> bool:
     """A transport we can re-attach and write to (uvloop's are not asyncio.Transport classes)."""
-    return all(hasattr(transport, name) for name in ("set_protocol", "write", "abort", "close"))
+    names = ("set_protocol", "write", "writelines", "abort", "close")
+    return all(hasattr(transport, name) for name in names)
 
 
 class PipelinedSession(asyncio.Protocol):
@@ -70,6 +72,12 @@ class PipelinedSession(asyncio.Protocol):
         if self.lost is not None or self.transport.is_closing():
             raise ConnectionLostError(f"connection lost: {self.lost}")
         self.transport.write(data)
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        """One write of several buffers (uvloop gathers them in one writev)."""
+        if self.lost is not None or self.transport.is_closing():
+            raise ConnectionLostError(f"connection lost: {self.lost}")
+        self.transport.writelines(parts)
 
     async def reply(self) -> SMTPResponse:
         """The next reply, in command order."""

@@ -2,13 +2,14 @@
 
 Every aiosmtplib error is turned into one of ours here (`translate`), so the delivery policy
 above decides on "transient", "permanent" or "stop the run" alone. `pipelining.py` takes over
-a session this module opened; `check` only opens and closes sessions through `SmtpTransport`.
+a session this module opened; `wire.py` makes the DATA payload; `check` only opens and closes
+sessions through `SmtpTransport`.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiosmtplib
 from aiosmtplib import SMTPResponse
@@ -24,6 +25,7 @@ from newsletter.errors import (
     TransientDeliveryError,
 )
 from newsletter.mail.pipelining import PipelinedSession, can_take_over
+from newsletter.mail.wire import Stuffer
 from newsletter.ports import Gate
 
 
@@ -64,22 +66,32 @@ class SmtpConnection:
     `PipelinedConnection` instead.
     """
 
-    def __init__(self, client: aiosmtplib.SMTP, timeout: float) -> None:
+    def __init__(
+        self, client: aiosmtplib.SMTP, timeout: float, stuffer: Stuffer | None = None
+    ) -> None:
         self.client = client
         self.timeout = timeout
+        self.stuffer = stuffer or Stuffer()
 
     @property
     def smtputf8(self) -> bool:
         """The server's EHLO reply offered SMTPUTF8 (RFC 6531)."""
         return self.client.supports_extension("smtputf8")
 
-    async def send(self, sender: str, recipient: str, data: bytes, gate: Gate | None = None) -> str:
+    async def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        gate: Gate | None = None,
+        body: Sequence[bytes] = (),
+    ) -> str:
         params = mail_parameters(sender, recipient, data, smtputf8=self.smtputf8)
         await self._step(b"MAIL", b"FROM:<" + sender.encode() + b">" + params, server_wide=True)
         await self._step(b"RCPT", b"TO:<" + recipient.encode() + b">")
         await self._step(b"DATA", ok=354)
         await _through(gate, self.abort)
-        reply = await self._call(self._finish_data(wire_data(data)))
+        reply = await self._call(self._finish_data(b"".join(self.stuffer(data, body))))
         if reply.code != 250:
             await self._reset()
             raise _by_code(f"DATA: {reply.code} {reply.message}", reply.code)
@@ -141,11 +153,21 @@ class PipelinedConnection:
     `smtputf8`: the server's EHLO reply offered SMTPUTF8 (read before the session is taken over).
     """
 
-    def __init__(self, session: PipelinedSession, *, smtputf8: bool = False) -> None:
+    def __init__(
+        self, session: PipelinedSession, *, smtputf8: bool = False, stuffer: Stuffer | None = None
+    ) -> None:
         self.session = session
         self.smtputf8 = smtputf8
+        self.stuffer = stuffer or Stuffer()
 
-    async def send(self, sender: str, recipient: str, data: bytes, gate: Gate | None = None) -> str:
+    async def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        gate: Gate | None = None,
+        body: Sequence[bytes] = (),
+    ) -> str:
         session = self.session
         params = mail_parameters(sender, recipient, data, smtputf8=self.smtputf8)
         envelope = b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n"
@@ -157,7 +179,7 @@ class PipelinedConnection:
             await session.reply()
         elif start.code == 354:
             await _through(gate, session.abort)
-            session.write(wire_data(data))
+            session.writelines(self.stuffer(data, body))
             final = await session.reply()
             if final.code == 250:
                 return final.message
@@ -222,25 +244,13 @@ def mail_parameters(sender: str, recipient: str, data: bytes, *, smtputf8: bool)
     return b" SMTPUTF8"
 
 
-def wire_data(message: bytes) -> bytes:
-    """DATA payload: leading dots doubled (RFC 5321 4.5.2) and the end-of-data marker.
-
-    The message must already use CRLF line endings (compose and DKIM both produce them).
-    """
-    stuffed = message.replace(b"\r\n.", b"\r\n..")
-    if stuffed.startswith(b"."):
-        stuffed = b"." + stuffed
-    if not stuffed.endswith(b"\r\n"):
-        stuffed += b"\r\n"
-    return stuffed + b".\r\n"
-
-
 class SmtpTransport:
     """Opens sessions to the configured relay: STARTTLS, implicit TLS or plain, optional login."""
 
     def __init__(self, config: SmtpConfig, tls_context: ssl.SSLContext | None = None) -> None:
         self.config = config
         self.tls_context = tls_context
+        self.stuffer = Stuffer()  # the issue's shared body pieces, stuffed once for all sessions
 
     def _client(self) -> aiosmtplib.SMTP:
         cfg = self.config
@@ -268,5 +278,6 @@ class SmtpTransport:
         if client.supports_extension("pipelining") and can_take_over(transport):
             assert transport is not None
             session = PipelinedSession(transport, self.config.timeout)
-            return PipelinedConnection(session, smtputf8=client.supports_extension("smtputf8"))
-        return SmtpConnection(client, self.config.timeout)
+            smtputf8 = client.supports_extension("smtputf8")
+            return PipelinedConnection(session, smtputf8=smtputf8, stuffer=self.stuffer)
+        return SmtpConnection(client, self.config.timeout, self.stuffer)
