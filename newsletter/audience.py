@@ -2,8 +2,9 @@
 
 The audience is streamed from the store and re-checked in small batches right before the
 messages are queued, so an unsubscribe stored while the issue goes out takes effect within a
-few dozen messages (those already queued or on the wire). Every reply is written to the ledger
-as soon as it arrives; that is what lets a later run resume without losing or doubling anyone.
+few dozen messages (those already queued or on the wire). Every reply is handed to the ledger as
+soon as it arrives and committed before that connection's next message data goes out; that is
+what lets a later run resume without losing or doubling anyone.
 """
 
 from __future__ import annotations

@@ -40,7 +40,9 @@ class Receipt:
 
     def __await__(self) -> Generator[Any, None, None]:
         self.wake.set()
-        return self.future.__await__()
+        # A waiter cancelled (a forced stop) must not cancel the outcome's own future, which
+        # the writer and other waiters (the exit's flush) still go by.
+        return asyncio.shield(self.future).__await__()
 
 
 class LedgerWriter:
@@ -50,6 +52,7 @@ class LedgerWriter:
         self.write = write
         self.thread = thread  # None: the write runs on the event loop
         self.pending: list[tuple[int, Outcome, asyncio.Future[None]]] = []
+        self.writing: list[asyncio.Future[None]] = []  # the outcomes of the write under way
         self.wake = asyncio.Event()
 
     def record(self, subscriber_id: int, outcome: Outcome) -> Receipt:
@@ -67,24 +70,29 @@ class LedgerWriter:
             if not batch:  # woken for an outcome the write that just ended has taken
                 continue
             rows = [(sid, outcome) for sid, outcome, _ in batch]
+            self.writing = [future for *_, future in batch]
             try:
                 if self.thread is None:
                     self.write(rows)
                 else:
                     await asyncio.get_running_loop().run_in_executor(self.thread, self.write, rows)
             except Exception as exc:  # every waiter learns that its row is not stored
-                for *_, future in batch:
-                    if not future.done():  # a waiter cancelled meanwhile has stopped listening
-                        future.set_exception(exc)
+                for future in self.writing:
+                    future.set_exception(exc)
             else:
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+                for future in self.writing:
+                    future.set_result(None)
+            self.writing = []
 
     async def flush(self) -> None:
-        """Commit every outcome handed over so far, waited for or not."""
-        if self.pending:
-            await Receipt(self.wake, self.pending[-1][2])  # a write takes all that is pending
+        """Commit every outcome handed over so far, waited for or not; raise a write's error."""
+        futures = [*self.writing, *(future for *_, future in self.pending)]
+        if futures:
+            self.wake.set()
+            await asyncio.wait(futures)
+            for future in futures:
+                if (error := future.exception()) is not None:
+                    raise error
 
 
 @contextlib.asynccontextmanager

@@ -122,11 +122,13 @@ class _Worker:
                 await self.stored()  # if no data went out, the gate was never reached
                 self.shared.counts[outcome.status] = self.shared.counts.get(outcome.status, 0) + 1
                 self.unstored = self.shared.record(item, outcome)
-        finally:
-            try:
+            await self.stored()
+        except BaseException:
+            with contextlib.suppress(Exception):  # stored if it can be; the first error is news
                 await self.stored()
-            finally:
-                await self.drop()
+            raise
+        finally:
+            await self.drop()
 
     async def gate(self) -> None:
         """Before a message's data: its predecessor stored, and no stop meanwhile (the stop
@@ -197,8 +199,9 @@ async def deliver(
 ) -> dict[str, int]:
     """Send every message; return counts by outcome. Raises ServerRefusedError to stop early.
 
-    When `should_stop()` turns true (SIGTERM, a lost lease), no new message is taken; those
-    already with a worker finish and are recorded, the rest keep no outcome for the next run.
+    When `should_stop()` turns true (SIGTERM, a lost lease), no new message is taken; one whose
+    data is on the wire finishes and is recorded, one whose envelope alone is out is abandoned
+    at the gate (before its data), and the rest keep no outcome for the next run.
     """
     limiter = RateLimiter(policy.rate_limit)
     shared = _Shared(transport, sender, policy, record, limiter, clock, should_stop)

@@ -8,25 +8,34 @@ bound after a crash). Both session kinds: with PIPELINING and command by command
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from newsletter.compose import ComposedMessage
-from newsletter.errors import StoreError
+from newsletter.errors import ServerRefusedError, StoreError
 from newsletter.ledger_writer import Receipt, Rows, ledger_writer
 from newsletter.mail.smtp import SmtpTransport
 from newsletter.models import Outcome, Recipient
 from newsletter.pool import DeliveryPolicy, deliver
 from newsletter.store import SqlStore
 from tests.support.clock import T0, FakeClock
+from tests.support.config import closed_port
 from tests.support.lease_harness import issue_with_readers
-from tests.support.pool_harness import SENDER, message, run_bounded, smtp_config
-from tests.support.smtp_server import RecordingHandler, SmtpServer
+from tests.support.pool_harness import (
+    SENDER,
+    ScriptedTransport,
+    message,
+    run_bounded,
+    smtp_config,
+)
+from tests.support.smtp_server import DROP, RecordingHandler, SmtpServer
 
 
 class Events:
@@ -165,3 +174,103 @@ def test_a_commit_that_fails_at_the_gate_stops_the_send_before_that_data_goes_ou
     # write 1 held the first outcome; write 2 (the second) failed at the third message's gate
     assert stored == {"sent": 1}
     assert received == [items[0].recipient.email, items[1].recipient.email]
+
+
+def gated_send(
+    items: list[ComposedMessage], port: int, record: Callable[..., Any], stop: Callable[[], bool]
+) -> Coroutine[Any, Any, dict[str, int]]:
+    return deliver(
+        items,
+        SmtpTransport(smtp_config(port)),
+        lambda _: SENDER,
+        DeliveryPolicy(connections=1),
+        record,
+        FakeClock(),
+        stop,
+    )
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_stop_seen_at_the_gate_drops_that_message_before_its_data(pipelining: bool) -> None:
+    """The stop comes while the first outcome is being stored, the second envelope already
+    out: the second reader gets nothing and no outcome (the next run sends it)."""
+    items = readers_messages(list(range(1, 6)))
+    events = Events()
+    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
+    handler.pipelining = pipelining
+    stopped = False
+    recorded: list[int] = []
+
+    def record(item: ComposedMessage, outcome: Outcome) -> Awaitable[None]:
+        async def stored() -> None:
+            nonlocal stopped
+            recorded.append(item.recipient.subscriber_id)
+            stopped = True
+
+        return stored()
+
+    with SmtpServer(handler) as server:
+        counts = run_bounded(gated_send(items, server.port, record, lambda: stopped), 4.0)
+        received = [m.rcpt_tos[0] for m in server.messages]
+    assert counts == {"sent": 1} and recorded == [1]
+    assert received == [items[0].recipient.email]
+    assert ("rcpt", 2) in events.seen and ("data", 2) not in events.seen
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_a_send_cancelled_at_the_gate_drops_the_half_way_session_at_once(pipelining: bool) -> None:
+    """A second Ctrl-C while a worker waits for a commit before a message's data: the session
+    is aborted, not sent QUIT inside the message (that would wait out the relay's timeout,
+    longer than this test's guard), and the message is not delivered."""
+    items = readers_messages(list(range(1, 4)))
+    events = Events()
+    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
+    handler.pipelining = pipelining
+
+    async def never_stored() -> None:  # a commit that never ends
+        await asyncio.Event().wait()
+
+    def record(item: ComposedMessage, outcome: Outcome) -> Awaitable[None]:
+        return never_stored()
+
+    with SmtpServer(handler) as server:
+
+        async def scenario() -> None:
+            sending = asyncio.ensure_future(gated_send(items, server.port, record, lambda: False))
+            while ("rcpt", 2) not in events.seen:
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.05)  # the worker is at the gate now
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sending
+
+        run_bounded(scenario(), 4.0)
+        received = [m.rcpt_tos[0] for m in server.messages]
+    assert received == [items[0].recipient.email]
+
+
+def test_the_first_error_goes_up_when_the_last_commit_fails_too() -> None:
+    """The relay is lost for good after the first message, and storing that message's outcome
+    fails as well: the run reports the relay, the error that stopped it."""
+    items = readers_messages(list(range(1, 4)))
+    awaited: list[int] = []
+
+    async def failing_store(subscriber_id: int) -> None:
+        awaited.append(subscriber_id)
+        raise StoreError("the store failed: disk full")
+
+    def record(item: ComposedMessage, outcome: Outcome) -> Awaitable[None]:
+        return failing_store(item.recipient.subscriber_id)
+
+    def drop_the_second(phase: str, address: str) -> str | None:
+        return DROP if address == items[1].recipient.email else None
+
+    policy = DeliveryPolicy(connections=1, max_connect_failures=1, backoff=0.0)
+    with SmtpServer() as server:
+        server.handler.behaviour = drop_the_second
+        transport = ScriptedTransport([server.port, closed_port()])
+        sending = deliver(items, transport, lambda _: SENDER, policy, record, FakeClock())
+        with pytest.raises(ServerRefusedError):
+            run_bounded(sending, 4.0)
+        received = [m.rcpt_tos[0] for m in server.messages]
+    assert received == [items[0].recipient.email] and awaited == [1]

@@ -343,3 +343,61 @@ def test_a_second_wait_for_an_outcome_already_being_written_writes_nothing_more(
 
     run_bounded(scenario())
     assert writes == [[1]]
+
+
+def test_a_waiter_cancelled_during_a_write_does_not_cancel_its_outcome() -> None:
+    """A worker cancelled while its outcome waits behind a write in the thread (another worker
+    failed, say): the outcome is still stored on the way out, and the first error goes up."""
+    writes: list[list[int]] = []
+    release = threading.Event()
+
+    def write(rows: Rows) -> None:
+        writes.append([subscriber_id for subscriber_id, _ in rows])
+        if len(writes) == 1:
+            assert release.wait(10)
+
+    async def wait_for(receipt: Receipt) -> None:
+        await receipt
+
+    async def scenario() -> None:
+        async with ledger_writer(write, off_loop=True) as writer:
+            first = asyncio.ensure_future(wait_for(writer.record(1, SENT)))
+            while not writes:
+                await asyncio.sleep(0.001)
+            waiter = asyncio.ensure_future(wait_for(writer.record(2, SENT)))
+            await asyncio.sleep(0.01)
+            waiter.cancel()
+            release.set()
+            await first
+            raise LookupError("another worker's error")
+
+    with pytest.raises(LookupError, match="another worker's error"):
+        run_bounded(scenario())
+    assert writes == [[1], [2]]
+
+
+def test_leaving_the_block_waits_for_the_write_under_way_and_reports_its_failure() -> None:
+    """A clean exit while a write runs in the thread: the exit waits for it, and a failure
+    of that write is the news (its rows are not stored)."""
+    started, release = threading.Event(), threading.Event()
+
+    def write(rows: Rows) -> None:
+        started.set()
+        assert release.wait(10)
+        raise StoreError("the store failed: disk full")
+
+    async def scenario() -> None:
+        waiting: list[asyncio.Future[object]] = []
+        try:
+            async with ledger_writer(write, off_loop=True) as writer:
+                waiting.append(asyncio.ensure_future(asyncio.gather(writer.record(1, SENT))))
+                while not started.is_set():
+                    await asyncio.sleep(0.001)
+                release.set()
+        finally:  # the waiter hears of the failure too
+            assert [type(r) for r in await asyncio.gather(*waiting, return_exceptions=True)] == [
+                StoreError
+            ]
+
+    with pytest.raises(StoreError, match="disk full"):
+        run_bounded(scenario())

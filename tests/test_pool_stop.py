@@ -1,8 +1,9 @@
 """After a stop (SIGTERM, a lost lease) no worker sends another queued message.
 
-What counts is what a real aiosmtpd server received: the messages on the wire when the stop came
-finish and are recorded, the ones waiting in the queue are neither sent nor recorded (the next
-run sends them), and the pool stops taking messages from the audience.
+What counts is what a real aiosmtpd server received: the messages whose data was on the wire when
+the stop came finish and are recorded; one whose envelope alone was out is dropped before its
+data; the ones waiting in the queue are neither sent nor recorded (the next run sends them), and
+the pool stops taking messages from the audience.
 """
 
 from __future__ import annotations

@@ -115,7 +115,8 @@ def _kind(door: Door) -> Frequency:
 async def _until_signalled(
     run: Run, day: date | None, kind: Frequency
 ) -> tuple[RunSummary, Digest | None]:
-    """SIGTERM/SIGINT stop the send gracefully: in-flight messages finish and are recorded."""
+    """SIGTERM/SIGINT stop the send gracefully: messages whose data is on the wire finish and
+    are recorded (`pool.deliver`)."""
     run.stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
