@@ -22,6 +22,8 @@ from typing import TypeVar
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
+from newsletter.mail.pieces import SharedPieces
+
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 _WSP = re.compile(rb"[\t ]+")  # dkimpy's compress_whitespace
@@ -34,8 +36,7 @@ _FWS = rb"(?:(?:\s*\r?\n)?\s+)?"  # dkimpy's RE_BTAG, verbatim: empties b= befor
 _BTAG = re.compile(rb"([;\s]b" + _FWS + rb"=)(?:" + _FWS + rb"[a-zA-Z0-9+/=])*(?:\r?\n\Z)?")
 _BTAG_STARTS = tuple(c + b"b" for c in (b";", b" ", b"\t", b"\r", b"\n", b"\v", b"\f"))
 _NAME = b"DKIM-Signature"
-_SHARED_MIN = 256  # bytes: a body piece this long is kept canonicalized (`FastSigner._lines`)
-_SHARED_KEPT = 64  # pieces kept at most; an issue's template has a handful
+_SHARED_KEPT = 64  # header values and field-name lists kept at most (`_Memo`)
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
 
@@ -194,7 +195,7 @@ class FastSigner:
         self.domain, self.identity = domain.encode("ascii"), identity
         self.keys = [(selector.encode("ascii"), key) for selector, key in keys]
         self.linesep, self.fields = linesep, fields
-        self._canonical: dict[int, tuple[bytes, bytes]] = {}  # id(piece): (piece, its lines)
+        self._lines = SharedPieces(_canon_lines)  # an issue's shared pieces, canonicalized once
         # Readers' copies of an issue share all header fields but To, Message-ID and
         # List-Unsubscribe, and so the field names: both are worked out once (~15 us a copy).
         self._relaxed = _Memo(_relaxed_line, _SHARED_KEPT * 4)
@@ -225,24 +226,14 @@ class FastSigner:
 
         Relaxed canonicalization is line-local, so the canonical body is the pieces'
         canonical forms joined. Readers' copies of an issue share all but a few lines: a
-        piece seen before (the same object: the template's own) is not canonicalized again,
-        and only SHA-256 runs over it, some 30 us for a digest where canonicalizing took
-        ~200 us. Pieces that do not add up to `body` in whole lines are not trusted.
+        shared piece (the same object in every copy: `pieces.SharedPieces`) is not
+        canonicalized again, and only SHA-256 runs over it, some 30 us for a digest where
+        canonicalizing took ~200 us. Pieces that do not add up to `body` in whole lines are not
+        trusted.
         """
         if sum(map(len, pieces)) != len(body) or not all(p.endswith(b"\r\n") for p in pieces):
             return hash_body(body)
         return hash_canonical([self._lines(piece) for piece in pieces])
-
-    def _lines(self, piece: bytes) -> bytes:
-        known = self._canonical.get(id(piece))  # the entry holds the piece: its id is not reused
-        if known is not None:
-            return known[1]
-        lines = _canon_lines(piece)
-        if len(piece) >= _SHARED_MIN:  # a reader's own lines are short: not worth keeping
-            if len(self._canonical) >= _SHARED_KEPT:
-                self._canonical.clear()
-            self._canonical[id(piece)] = (piece, lines)
-        return lines
 
     def _field(
         self, selector: bytes, key: PrivateKey, include: Sequence[bytes], signed: bytes,

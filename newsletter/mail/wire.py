@@ -6,18 +6,18 @@ short pattern whose first byte is frequent runs at about a byte a cycle: 23 us o
 digest, some 7% of what a send spends on one message. Stuffing is line-local, though, and an
 issue's copies share all but a few lines: given the body as whole lines in pieces
 (`compose.ComposedMessage.body`, the template's pieces the same objects in every copy), a
-piece seen before is not searched again. The header block and the reader's own lines, a few
-hundred bytes, are. Pieces that are not exactly the message's body in whole lines are not
-trusted, and the message is stuffed as a whole.
+shared piece is not searched again (`pieces.SharedPieces`). The header block and the reader's
+own lines, a few hundred bytes, are. Pieces that are not exactly the message's body in whole
+lines are not trusted, and the message is stuffed as a whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from newsletter.mail.pieces import SharedPieces
+
 END = b".\r\n"
-_SHARED_MIN = 256  # bytes: a piece this long is kept stuffed (a reader's own lines are shorter)
-_SHARED_KEPT = 64  # pieces kept at most; an issue's template has a handful
 
 
 def stuff(lines: bytes) -> bytes:
@@ -38,7 +38,7 @@ class Stuffer:
     """Payloads for one transport's messages, the shared body pieces stuffed once."""
 
     def __init__(self) -> None:
-        self._stuffed: dict[int, tuple[bytes, bytes]] = {}  # id(piece): (piece, stuffed)
+        self._piece = SharedPieces(stuff)
 
     def __call__(self, message: bytes, body: Sequence[bytes] = ()) -> list[bytes]:
         """The payload in parts, to be written in order."""
@@ -46,17 +46,6 @@ class Stuffer:
         if not body or not _whole_lines(message, head, body):
             return [wire_data(message)]
         return [stuff(message[:head]), *map(self._piece, body), END]
-
-    def _piece(self, piece: bytes) -> bytes:
-        known = self._stuffed.get(id(piece))  # the entry holds the piece: its id is not reused
-        if known is not None:
-            return known[1]
-        stuffed = stuff(piece)
-        if len(piece) >= _SHARED_MIN:
-            if len(self._stuffed) >= _SHARED_KEPT:
-                self._stuffed.clear()
-            self._stuffed[id(piece)] = (piece, stuffed)
-        return stuffed
 
 
 def _whole_lines(message: bytes, head: int, body: Sequence[bytes]) -> bool:
