@@ -64,9 +64,14 @@ class LedgerSql:
         columns = tuple(c.name for c in deliveries.columns)
         compiled = upsert_statement(self.dialect.name, deliveries, columns, LEDGER_KEY, NOT_SENT)
         self.compiled = compiled.compile(dialect=self.dialect)
-        self.processors: dict[str, Callable[[Any], Any] | None] = {
-            c.name: c.type.bind_processor(self.dialect) for c in deliveries.columns
-        }
+        self.processors: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (c.name, c.type.bind_processor(self.dialect)) for c in deliveries.columns
+        ]
+        # What construct_params would add to every row (the WHERE's "sent"), worked out once:
+        # it costs ~3 us a row, the larger part of building a row's parameters.
+        every_row = self.compiled.construct_params(dict.fromkeys(columns))
+        self.constants = {name: value for name, value in every_row.items() if name not in columns}
+        self.order = self.compiled.positiontup  # the "?" order (SQLite); None: by name
         self.raw = engine.raw_connection()
         self.idle = threading.Lock()  # held by a write, so `close` can see one still running
         self.broken = False
@@ -121,13 +126,13 @@ class LedgerSql:
             wait = min(wait * 2, LONGEST_WAIT)
 
     def _params(self, row: dict[str, Any]) -> Any:
-        processed = {}
-        for name, value in row.items():
-            processor = self.processors[name]
-            processed[name] = processor(value) if processor else value
-        params = self.compiled.construct_params(processed)
-        if self.compiled.positiontup is not None:
-            return [params[name] for name in self.compiled.positiontup]
+        params = {
+            name: processor(row[name]) if processor else row[name]
+            for name, processor in self.processors
+        }
+        params.update(self.constants)
+        if self.order is not None:
+            return [params[name] for name in self.order]
         return params
 
     def __call__(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
