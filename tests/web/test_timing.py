@@ -11,9 +11,13 @@ falls on both alike.
 A Mann-Whitney U test must not tell the kinds apart at the 0.1% level, for the first GET and
 for the burst. The burst (six GETs, which span the worker's next tick) of a new address must
 also be no slower than an active one's by more than 1.5x in the mean of its middle 80% and 1.5x
-in its p90 (one-sided: only a new address gets a mail to send). A single GET gets no ratio
-bound: it meets a tick with work or not, so its sample has two humps, and any mean or quantile
-of it jumps between them on noise alone (CI saw 1.7x and 1.6x ratios at p=0.44 and p=0.086).
+in the mean of its slowest fifth (one-sided: only a new address gets a mail to send). A single
+GET gets no ratio bound: it meets a tick with work or not, so its sample has two humps, and any
+mean or quantile of it jumps between them on noise alone (CI saw 1.7x and 1.6x ratios at
+p=0.44 and p=0.086). The bursts' sample has two humps too, and its p90, the tail bound until
+2026-12-01, jumped between them: 1.53x and 1.83x with central means within 1.1x and p=0.125 and
+0.415. The mean of the slowest fifth moves with how many bursts are slow and by how much, which
+is what a leak in the tail changes.
 
 The relay runs in a process of its own, as a real one does: in the test's process, taking in
 each confirmation mail took the GIL from the app and slowed it after new addresses only.
@@ -44,7 +48,7 @@ BURST = 6  # GETs after each POST: with the worker's 50 ms tick they span its ne
 # loaded 2-core box reached 1.32x (Mann-Whitney p=0.078) under CI's faketime pass, so 1.3 failed
 # on noise and 1.5 keeps a wide margin below the leak.
 CENTRAL_RATIO = 1.5
-P90_RATIO = 1.5  # the same for the bursts' 90th percentiles, which noise moves more
+TAIL_RATIO = 1.5  # the same for the means of the bursts' slowest fifth
 SIGNIFICANCE = 0.001
 pytestmark = pytest.mark.slow
 
@@ -59,6 +63,13 @@ def timed(client: httpx.Client, method: str, path: str, **options: object) -> fl
 
 def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10)[-1]
+
+
+def tail_mean(values: list[float]) -> float:
+    """The mean of the slowest fifth: unlike a quantile it does not jump from one hump of a
+    two-humped sample to the other when one sample more or less falls in the upper one."""
+    ordered = sorted(values)
+    return statistics.fmean(ordered[len(ordered) - len(ordered) // 5 :])
 
 
 def central_mean(values: list[float]) -> float:
@@ -120,13 +131,14 @@ def test_what_follows_a_sign_up_takes_as_long_for_every_address(
     for name, measured in (("first", first), ("burst", burst)):
         new, old = measured["new"], measured["active"]
         central_ratio = central_mean(new) / central_mean(old)
-        p90_ratio = p90(new) / p90(old)
+        tail_ratio = tail_mean(new) / tail_mean(old)
         p_value = mann_whitney_p(new, old)
         summary = (
             f"{name}: central mean {central_mean(old) * 1e3:.2f} vs "
             f"{central_mean(new) * 1e3:.2f} ms, median {statistics.median(old) * 1e3:.2f} vs "
             f"{statistics.median(new) * 1e3:.2f} ms, p90 {p90(old) * 1e3:.2f} vs "
-            f"{p90(new) * 1e3:.2f} ms, Mann-Whitney p={p_value:.3f}"
+            f"{p90(new) * 1e3:.2f} ms, slowest fifth {tail_mean(old) * 1e3:.2f} vs "
+            f"{tail_mean(new) * 1e3:.2f} ms, Mann-Whitney p={p_value:.3f}"
         )
         print(summary)
         assert p_value > SIGNIFICANCE, summary
@@ -135,4 +147,4 @@ def test_what_follows_a_sign_up_takes_as_long_for_every_address(
             # address has, so a leak makes "new" slower. "Active slower" is the machine's noise
             # (CI saw 0.75x at p=0.053); the rank test above still refuses either direction.
             assert central_ratio < CENTRAL_RATIO, summary
-            assert p90_ratio < P90_RATIO, summary
+            assert tail_ratio < TAIL_RATIO, summary
