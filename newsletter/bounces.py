@@ -17,8 +17,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 _MAC_LEN = 10
 _VERP = re.compile(r"bounce\+(\d+)-([0-9a-f]{10})@", re.I)
@@ -68,7 +70,13 @@ class Verp:
 
 def _block_cipher(key: bytes) -> Cipher[modes.ECB]:
     """AES on one block: ECB's weakness (equal blocks look equal) is no weakness for a single
-    block that is the same for a reader anyway, as the address was before."""
+    block that is the same for a reader anyway, as the address was before.
+
+    cryptography's ciphers are loaded here, with the first sealed address: importing them
+    costs every command ~40 ms at start, and most sends seal nothing (`verp_domain` unset).
+    """
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     return Cipher(algorithms.AES(key), modes.ECB())
 
 

@@ -68,3 +68,16 @@ def test_a_send_whose_feeds_are_files_makes_no_http_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["True 18 False", "False 0 True"]
+
+
+def test_the_ciphers_load_with_the_first_sealed_address_not_at_start() -> None:
+    """cryptography's ciphers (~40 ms) serve VERP's sealed addresses only; most sends have
+    none (`verp_domain` unset). Every command and the send's own modules start without them."""
+    loaded = loaded_after("from newsletter.cli import send, run\nimport newsletter.pipeline")
+    assert "newsletter.bounces" in loaded
+    assert "cryptography.hazmat.primitives.ciphers" not in loaded
+    loaded = loaded_after(
+        "from newsletter.bounces import Verp\n"
+        "Verp(['k' * 32], 'bounce.example.com').address(7)"
+    )
+    assert "cryptography.hazmat.primitives.ciphers" in loaded
