@@ -73,6 +73,14 @@ class Watching(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+def watching(items: list[ComposedMessage], pipelining: bool) -> tuple[Events, Watching]:
+    """A server handler noting these readers' RCPT and DATA, offering PIPELINING or not."""
+    events = Events()
+    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
+    handler.pipelining = pipelining
+    return events, handler
+
+
 def readers_messages(ids: list[int]) -> list[ComposedMessage]:
     out = []
     for index, subscriber_id in enumerate(ids):
@@ -133,9 +141,7 @@ def test_the_next_envelope_overlaps_the_commit_and_its_data_waits_for_it(
 ) -> None:
     issue_id, ids = issue_with_readers(store, 6)
     items = readers_messages(ids)
-    events = Events()
-    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
-    handler.pipelining = pipelining
+    events, handler = watching(items, pipelining)
     with SmtpServer(handler) as server:
         counts = run_bounded(
             send_through_ledger(store, issue_id, items, server.port, committing(store, events))
@@ -157,9 +163,7 @@ def test_a_commit_that_fails_at_the_gate_stops_the_send_before_that_data_goes_ou
     relay's timeout (longer than this test's guard) trying to QUIT inside the message."""
     issue_id, ids = issue_with_readers(store, 5)
     items = readers_messages(ids)
-    events = Events()
-    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
-    handler.pipelining = pipelining
+    events, handler = watching(items, pipelining)
     with SmtpServer(handler) as server:
 
         async def scenario() -> dict[str, int]:
@@ -195,9 +199,7 @@ def test_a_stop_seen_at_the_gate_drops_that_message_before_its_data(pipelining: 
     """The stop comes while the first outcome is being stored, the second envelope already
     out: the second reader gets nothing and no outcome (the next run sends it)."""
     items = readers_messages(list(range(1, 6)))
-    events = Events()
-    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
-    handler.pipelining = pipelining
+    events, handler = watching(items, pipelining)
     stopped = False
     recorded: list[int] = []
 
@@ -223,9 +225,7 @@ def test_a_send_cancelled_at_the_gate_drops_the_half_way_session_at_once(pipelin
     is aborted, not sent QUIT inside the message (that would wait out the relay's timeout,
     longer than this test's guard), and the message is not delivered."""
     items = readers_messages(list(range(1, 4)))
-    events = Events()
-    handler = Watching(events, {m.recipient.email: m.recipient.subscriber_id for m in items})
-    handler.pipelining = pipelining
+    events, handler = watching(items, pipelining)
 
     async def never_stored() -> None:  # a commit that never ends
         await asyncio.Event().wait()
