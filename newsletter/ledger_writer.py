@@ -79,6 +79,10 @@ class LedgerWriter:
             except Exception as exc:  # every waiter learns that its row is not stored
                 for future in self.writing:
                     future.set_exception(exc)
+                    # Marked as seen: a waiter still raises it, and a clean exit's flush does,
+                    # but an outcome nobody waits for any more (its worker stopped on this very
+                    # error) must not print the error again as a traceback when collected.
+                    future.exception()
             else:
                 for future in self.writing:
                     future.set_result(None)
@@ -90,9 +94,9 @@ class LedgerWriter:
         if futures:
             self.wake.set()
             await asyncio.wait(futures)
-            for future in futures:
-                if (error := future.exception()) is not None:
-                    raise error
+            errors = [error for future in futures if (error := future.exception()) is not None]
+            if errors:
+                raise errors[0]
 
 
 @contextlib.asynccontextmanager

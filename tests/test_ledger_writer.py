@@ -7,6 +7,7 @@ writes run in a thread beside the event loop, as in a send; on SQLite on the loo
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 from collections.abc import Callable
 from datetime import date, datetime
@@ -401,3 +402,26 @@ def test_leaving_the_block_waits_for_the_write_under_way_and_reports_its_failure
 
     with pytest.raises(StoreError, match="disk full"):
         run_bounded(scenario())
+
+
+def test_a_failed_write_nobody_waits_for_any_more_prints_no_second_traceback() -> None:
+    """The store is lost mid-send: the first waiter gets the error and the send stops with it.
+    Outcomes in the same write whose workers stopped on that error are not waited for, and
+    must not print it again when collected ("Future exception was never retrieved")."""
+    reported: list[dict[str, object]] = []
+
+    def failing(rows: Rows) -> None:
+        raise StoreError("the store failed: the connection is closed")
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _, context: reported.append(context)
+        )
+        async with ledger_writer(failing) as writer:
+            receipts = [writer.record(i, SENT) for i in (1, 2, 3)]
+            await receipts[0]
+
+    with pytest.raises(StoreError):
+        run_bounded(scenario())
+    gc.collect()  # the error's traceback holds the futures in a cycle
+    assert [context["message"] for context in reported] == []
