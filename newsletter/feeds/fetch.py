@@ -1,4 +1,4 @@
-"""Getting a feed's bytes: conditional GET over HTTP with a deadline and a size cap, or a file.
+"""Getting a feed's bytes over HTTP: conditional GET with a deadline and a size cap.
 
 Network trouble of any kind becomes a FeedError with a one-line reason, so `collect` can report
 the feed and go on with the others.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 
@@ -32,6 +31,11 @@ class Response:
     headers: httpx.Headers
     url: str
     moved: bool
+
+    @property
+    def reason(self) -> str:
+        """The status's standard phrase, not the server's (whose text we do not echo)."""
+        return httpx.codes.get_reason_phrase(self.status)
 
 
 def client(fetch: FetchConfig) -> httpx.AsyncClient:
@@ -78,14 +82,3 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
             raise FeedError(f"larger than {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def read_file(path: Path, max_bytes: int) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            body = handle.read(max_bytes + 1)
-    except OSError as exc:
-        raise FeedError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if len(body) > max_bytes:
-        raise FeedError(f"larger than {max_bytes} bytes")
-    return body

@@ -23,10 +23,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.models import Article, Image, IssueStatus
+from newsletter.store.engine import dialect_insert
 from newsletter.store.issues import ID_CHUNK
 from newsletter.store.schema import entries, issue_articles, issues
 
@@ -198,7 +198,7 @@ def _first_seen(conn: Connection, newsletter: str, entry_ids: Iterable[str]) -> 
 
 
 def _insert(conn: Connection) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(entries)
+    return dialect_insert(conn.dialect.name, entries)
 
 
 def dump_article(article: Article) -> str:

@@ -16,10 +16,10 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.models import DeliveryStatus, FeedReport, SubscriberStatus
+from newsletter.store.engine import dialect_insert
 from newsletter.store.ledger import count_hard_bounce
 from newsletter.store.schema import (
     deliveries,
@@ -288,9 +288,8 @@ class SignalsMixin:
 
 def _first_time(conn: Connection, provider: str, key: str, now: datetime) -> bool:
     """Remember the request key; False if it was there already (one atomic statement)."""
-    maker = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     statement = (
-        maker(webhook_keys)
+        dialect_insert(conn.dialect.name, webhook_keys)
         .values(provider=provider, request_key=key[:200], seen_at=now)
         .on_conflict_do_nothing(index_elements=["provider", "request_key"])
         .returning(webhook_keys.c.request_key)  # rowcount is -1 here on psycopg

@@ -8,11 +8,22 @@ module-level import of one of those in a command module puts ~0.4 s back on ever
 
 from __future__ import annotations
 
+import email
+import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
+
+from newsletter.config import load_settings
+from newsletter.models import SubscriberStatus
+from newsletter.store import open_store
+from tests.support.clock import at_send_time
+from tests.support.config import ROOT, sample_config
+from tests.support.faketime import wall_clock_env
+from tests.support.smtp_server import SmtpServer
 
 SAMPLE_FEED = Path(__file__).resolve().parents[2] / "feeds" / "sample-ree-news.xml"
 pytestmark = pytest.mark.slow  # each test starts a fresh interpreter
@@ -80,3 +91,46 @@ def test_the_ciphers_load_with_the_first_sealed_address_not_at_start() -> None:
         "from newsletter.bounces import Verp\nVerp(['k' * 32], 'bounce.example.com').address(7)"
     )
     assert "cryptography.hazmat.primitives.ciphers" in loaded
+
+
+def test_a_send_as_cron_starts_it_loads_no_bar_no_http_client_and_no_postgresql_dialect(
+    tmp_path: Path,
+) -> None:
+    """The first message is due within 1 s of the start. A send with no terminal (cron, the
+    scheduler), on SQLite, whose feeds are files, needs neither rich's bar (~40 ms of imports),
+    httpx (~80 ms) nor SQLAlchemy's PostgreSQL dialect (~40 ms). The probe runs the real command
+    to the end, then lists what it loaded; SQLite's dialect and premailer show it can see them."""
+    issue_day = date(2026, 11, 28)
+    with SmtpServer() as smtp:
+        config = sample_config(tmp_path, smtp.port)
+        settings = load_settings(config)
+        clock = at_send_time(settings, issue_day)
+        store = open_store(settings.database_url)
+        try:
+            store.add_subscriber(
+                "reader@example.org", status=SubscriberStatus.ACTIVE, source="test", now=clock()
+            )
+        finally:
+            store.close()
+        args = ["--config", str(config), "send", "--force", "--date", issue_day.isoformat()]
+        probe = (
+            "import runpy, sys\n"
+            f"sys.argv = ['newsletter', *{args!r}]\n"
+            "try:\n"
+            "    runpy.run_module('newsletter', run_name='__main__', alter_sys=True)\n"
+            "except SystemExit as exc:\n"
+            "    print('exit', exc.code)\n"
+            "wanted = ['rich', 'httpx', 'sqlalchemy.dialects.postgresql',\n"
+            "          'sqlalchemy.dialects.sqlite', 'premailer']\n"
+            "print(*[name for name in wanted if name in sys.modules])\n"
+        )
+        env = {"NEWSLETTER_SECRET_KEY": "startup-test", **wall_clock_env(clock())}
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+            env={**os.environ, **env}, timeout=120,
+        )  # fmt: skip
+        received = smtp.messages
+    lines = out.stdout.strip().splitlines()
+    assert lines[-2:] == ["exit 0", "sqlalchemy.dialects.sqlite premailer"], out.stderr
+    assert [message.rcpt_tos for message in received] == [("reader@example.org",)]
+    assert email.message_from_bytes(received[0].data)["To"] == "reader@example.org"
