@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from newsletter.errors import StoreError
 
@@ -189,6 +190,38 @@ def upsert_many(
     """`upsert` for several rows of the same columns, as one executemany."""
     statement = upsert_statement(conn.dialect.name, table, tuple(rows[0]), keys, where)
     conn.execute(statement, list(rows))
+
+
+def raw_column(engine: Engine, statement: sa.Select[Any], params: dict[str, Any]) -> list[Any]:
+    """The first column of `statement`'s rows, run straight on a pooled DBAPI connection.
+
+    For a query on a send's hot path: SQLAlchemy's per-call statement building, cache lookup and
+    result objects cost ~4x the query (`active_ids`, every 32 readers: 580 us against 140 on
+    SQLite). The statement is compiled once per dialect, and SQLAlchemy's own compiler fills
+    its expanding IN lists per call, so the SQL is what SQLAlchemy would send. Values pass
+    unprocessed: only for columns whose types need no bind processing (integers, text). Any
+    database error is a StoreError; the pool rolls the connection back as it takes it back, and
+    its pre-ping (PostgreSQL) finds a dead one before it is handed out again.
+    """
+    compiled = _compiled(statement, engine.dialect)
+    state = compiled.construct_expanded_state(params)
+    values = state.positional_parameters if compiled.positional else state.parameters
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute(state.statement, values)
+        rows = cursor.fetchall()
+        cursor.close()
+    except Exception as exc:  # the driver's own types: sqlite3 or psycopg
+        raise StoreError(f"the store failed: {exc}") from exc
+    finally:
+        raw.close()
+    return [row[0] for row in rows]
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(statement: sa.Select[Any], dialect: sa.Dialect) -> SQLCompiler:
+    return statement.compile(dialect=dialect)
 
 
 def dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
