@@ -168,6 +168,7 @@ class SendResult:
     seconds: float
     cpu: float
     system: float  # of `cpu`: the kernel's share (on loopback it also runs the sink's receive path)
+    sink_cpu: float  # the sink's own CPU meanwhile: it shares the two cores with the sender
     peak_mb: float
     first_message: float
     sent: int
@@ -193,7 +194,18 @@ def compile_engine() -> None:
     compileall.compile_dir(ROOT / "newsletter", quiet=1)
 
 
-def run_send(config: Path, store: Store, processes: int, profile: str = "") -> SendResult:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used so far; 0 where /proc is not."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_send(
+    config: Path, store: Store, processes: int, sink: int, profile: str = ""
+) -> SendResult:
     env = {**os.environ, "NEWSLETTER_SECRET_KEY": "bench"}
     python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     command = [*python, "-m", "newsletter", "--config", str(config), "send"]
@@ -201,19 +213,21 @@ def run_send(config: Path, store: Store, processes: int, profile: str = "") -> S
     if processes > 1:
         command += ["--processes", str(processes)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sink_before = process_cpu(sink)
     started = time.monotonic()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = first_delivery(store, started, process)
     out, err = process.communicate()
     seconds = time.monotonic() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sink_cpu = process_cpu(sink) - sink_before
     if process.returncode != 0:
         raise SystemExit(f"send failed ({process.returncode}): {out.decode()} {err.decode()}")
     sent = int(str(store.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'")[0][0]))
     size = max(int(n.replace(",", "")) for n in re.findall(r"message size: ([\d,]+)", out.decode()))
     system = after.ru_stime - before.ru_stime
     cpu = (after.ru_utime - before.ru_utime) + system
-    return SendResult(seconds, cpu, system, after.ru_maxrss / 1024, first, sent, size)
+    return SendResult(seconds, cpu, system, sink_cpu, after.ru_maxrss / 1024, first, sent, size)
 
 
 def time_reports(config: Path) -> dict[str, float]:
@@ -229,12 +243,14 @@ def time_reports(config: Path) -> dict[str, float]:
     return timed
 
 
-def run_source(port: int, count: int, size: int, sessions: int) -> float:
+def run_source(port: int, count: int, size: int, sessions: int, sink: int) -> tuple[float, float]:
+    """Seconds smtp-source took, and the sink's CPU seconds meanwhile."""
     command = [SOURCE, "-s", str(sessions), "-m", str(count), "-l", str(size)]
     command += ["-f", "from@example.com", "-t", "to@example.com", f"127.0.0.1:{port}"]
+    sink_before = process_cpu(sink)
     started = time.monotonic()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.monotonic() - started
+    return time.monotonic() - started, process_cpu(sink) - sink_before
 
 
 def main() -> None:
@@ -270,22 +286,26 @@ def main() -> None:
             try:
                 config = write_config(folder, port, args.connections, store.url, args.dkim)
                 fill_store(config, store, args.subscribers)
-                ours = run_send(config, store, args.processes, args.profile)
+                ours = run_send(config, store, args.processes, sink.pid, args.profile)
                 if args.reports:
                     reports = time_reports(config)
             finally:
                 store.drop()
         compare = postfix and not args.skip_source
-        source = run_source(port, ours.sent, ours.size, args.connections) if compare else 0.0
+        source, source_sink = 0.0, 0.0
+        if compare:
+            source, source_sink = run_source(port, ours.sent, ours.size, args.connections, sink.pid)
     finally:
         sink.terminate()
         sink.wait(timeout=10)
-    report(args, postfix, ours, source)
+    report(args, postfix, ours, source, source_sink)
     for words, seconds in reports.items():
         print(f"newsletter {words}: {seconds:.2f} s")
 
 
-def report(args: argparse.Namespace, postfix: bool, ours: SendResult, source: float) -> None:
+def report(
+    args: argparse.Namespace, postfix: bool, ours: SendResult, source: float, source_sink: float
+) -> None:
     rate = ours.sent / ours.seconds
     print(f"sink: {'postfix smtp-sink' if postfix else 'aiosmtpd (smtp-sink unavailable)'}")
     print(
@@ -306,6 +326,10 @@ def report(args: argparse.Namespace, postfix: bool, ours: SendResult, source: fl
         f"CPU per message: {per_message:.3f} ms (whole process, incl. start-up; "
         f"{system:.3f} ms of it in the kernel)"
     )
+    sink_line = f"sink CPU per message: {ours.sink_cpu / ours.sent * 1000:.3f} ms during our send"
+    if source:
+        sink_line += f", {source_sink / ours.sent * 1000:.3f} ms during smtp-source's"
+    print(sink_line)
     print(f"peak memory: {ours.peak_mb:.0f} MB (the largest process)")
     print(f"time to first message: {ours.first_message:.2f} s")
 

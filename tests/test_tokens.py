@@ -341,3 +341,16 @@ def test_an_old_format_confirm_token_from_the_future_says_it_is_invalid() -> Non
     with pytest.raises(TokenError, match=r"\Ainvalid confirm token\Z") as caught:
         make(clock=FakeClock(T0 - DAY)).inspect_confirm(future)
     assert not isinstance(caught.value, TokenExpiredError)
+
+
+@given(
+    keys=st.lists(st.text(min_size=1, max_size=40), min_size=1, max_size=3),
+    public_id=st.text(alphabet=B64, min_size=22, max_size=22),
+)
+def test_an_unsubscribe_token_is_itsdangerous_signers_spelling(
+    keys: list[str], public_id: str
+) -> None:
+    """The send signs with its key derived once and one HMAC call (tokens._KeyedSigner): the
+    same bytes as itsdangerous' own Signer, newest key, for any key set and id."""
+    reference = Signer(keys, salt=PUBLIC_UNSUBSCRIBE_SALT).sign(public_id).decode()
+    assert make(tuple(keys)).unsubscribe(public_id) == reference
