@@ -114,7 +114,7 @@ class LedgerSql:
         deadline, which libfaketime (how tests and rehearsals set the date) garbles.
         """
         deadline = time.monotonic() + self.lock_timeout
-        wait, pause = FIRST_WAIT, threading.Event()
+        wait, pause = FIRST_WAIT, None  # the lock is nearly always free: no Event until it is not
         while True:
             try:
                 cursor.execute("BEGIN IMMEDIATE")
@@ -122,6 +122,7 @@ class LedgerSql:
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                     raise
+            pause = pause or threading.Event()
             pause.wait(wait)
             wait = min(wait * 2, LONGEST_WAIT)
 
