@@ -23,6 +23,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Generator, Sequence
 from typing import Any
 
+from newsletter.errors import StoreError
 from newsletter.models import Outcome
 
 Rows = Sequence[tuple[int, Outcome]]
@@ -54,15 +55,25 @@ class LedgerWriter:
         self.pending: list[tuple[int, Outcome, asyncio.Future[None]]] = []
         self.writing: list[asyncio.Future[None]] = []  # the outcomes of the write under way
         self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None  # `run`, as `ledger_writer` started it
+        self.lost: StoreError | None = None  # outcomes given up when the writer stopped
 
     def record(self, subscriber_id: int, outcome: Outcome) -> Receipt:
         """Take the outcome now; awaiting the receipt asks for the commit and returns once the
         outcome is committed (raises if the write failed)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pending.append((subscriber_id, outcome, future))
+        if self.task is not None and self.task.done():
+            self._abandon()  # no writer left to store it
         return Receipt(self.wake, future)
 
     async def run(self) -> None:
+        try:
+            await self._write_when_asked()
+        finally:  # stopped (cancelled, or by an error no write should raise): nobody stores now
+            self._abandon()
+
+    async def _write_when_asked(self) -> None:
         while True:
             await self.wake.wait()
             self.wake.clear()
@@ -88,15 +99,47 @@ class LedgerWriter:
                     future.set_result(None)
             self.writing = []
 
+    def _abandon(self) -> None:
+        """Every outcome not stored yet learns that it will not be: its waiter raises instead
+        of waiting for a writer that is gone, and the end of the send reports it (`flush`);
+        the next run sends those readers again."""
+        left = [*self.writing, *(future for *_, future in self.pending)]
+        self.writing, self.pending = [], []
+        if not left:
+            return
+        error = StoreError(
+            f"the ledger's writer stopped with {len(left)} outcome(s) not known stored"
+        )
+        self.lost = self.lost or error
+        for future in left:
+            if not future.done():
+                future.set_exception(error)
+                future.exception()  # seen: a waiter still raises it, nobody else prints it
+
     async def flush(self) -> None:
-        """Commit every outcome handed over so far, waited for or not; raise a write's error."""
+        """Commit every outcome handed over so far, waited for or not; raise a write's error.
+        A writer that is gone (its task ended) stores nothing more: its outcomes fail at once
+        rather than keeping the end of the send waiting for ever."""
         futures = [*self.writing, *(future for *_, future in self.pending)]
         if futures:
             self.wake.set()
-            await asyncio.wait(futures)
-            errors = [error for future in futures if (error := future.exception()) is not None]
-            if errors:
-                raise errors[0]
+            await self._settled(futures)
+        errors = [error for future in futures if (error := future.exception()) is not None]
+        if errors:
+            raise errors[0]
+        if self.lost is not None:
+            raise self.lost
+
+    async def _settled(self, futures: list[asyncio.Future[None]]) -> None:
+        """Wait until each of `futures` is done, or the writer is gone (then they are failed)."""
+        running: set[asyncio.Future[Any]] = set() if self.task is None else {self.task}
+        left: set[asyncio.Future[Any]] = {future for future in futures if not future.done()}
+        while left:
+            if self.task is not None and self.task.done():
+                self._abandon()
+                break
+            done, _ = await asyncio.wait(left | running, return_when=asyncio.FIRST_COMPLETED)
+            left -= done
 
 
 @contextlib.asynccontextmanager
@@ -111,7 +154,7 @@ async def ledger_writer(
                 concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger")
             )
         writer = LedgerWriter(write, thread)
-        task = asyncio.create_task(writer.run())
+        task = writer.task = asyncio.create_task(writer.run())
         try:
             try:
                 yield writer

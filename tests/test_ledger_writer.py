@@ -425,3 +425,48 @@ def test_a_failed_write_nobody_waits_for_any_more_prints_no_second_traceback() -
         run_bounded(scenario())
     gc.collect()  # the error's traceback holds the futures in a cycle
     assert [context["message"] for context in reported] == []
+
+
+class _Halt(BaseException):
+    """Raised by a write, and no Exception: the writer's own handling cannot take it."""
+
+
+def test_a_writer_stopped_by_what_a_write_raised_fails_its_waiters_at_once() -> None:
+    """A waiter must not wait for ever on a writer that is gone: the outcome in the write that
+    stopped it, and one handed over after, each fail with a StoreError; what stopped the writer
+    still goes up from the end of the send."""
+    failures: list[str] = []
+
+    def write(rows: Rows) -> None:
+        raise _Halt
+
+    async def scenario() -> None:
+        async with ledger_writer(write) as writer:
+            first = writer.record(1, SENT)
+            with pytest.raises(StoreError, match=r"writer stopped with 1 outcome") as caught:
+                await first
+            failures.append(str(caught.value))
+            with pytest.raises(StoreError, match=r"writer stopped"):
+                await writer.record(2, SENT)
+
+    with pytest.raises(_Halt):
+        run_bounded(scenario(), 10)
+    assert len(failures) == 1
+
+
+def test_the_end_of_a_send_does_not_wait_for_ever_on_a_writer_that_is_gone() -> None:
+    """Outcomes handed to a writer whose task has ended are not stored by anyone: the exit's
+    flush reports them (the next run sends those readers again) instead of waiting."""
+    written: list[tuple[int, Outcome]] = []
+
+    async def scenario() -> None:
+        async with ledger_writer(written.extend) as writer:
+            await writer.record(1, SENT)
+            assert writer.task is not None
+            writer.task.cancel()
+            await asyncio.wait([writer.task])
+            writer.record(2, SENT)  # nobody waits for it; the exit's flush does
+
+    with pytest.raises(StoreError, match=r"writer stopped with 1 outcome"):
+        run_bounded(scenario(), 10)
+    assert [subscriber for subscriber, _ in written] == [1]
