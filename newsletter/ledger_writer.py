@@ -135,9 +135,9 @@ class LedgerWriter:
         running: set[asyncio.Future[Any]] = set() if self.task is None else {self.task}
         left: set[asyncio.Future[Any]] = {future for future in futures if not future.done()}
         while left:
-            if self.task is not None and self.task.done():
+            if self.task is not None and self.task.done():  # stopped, or cancelled unstarted
                 self._abandon()
-                break
+                return
             done, _ = await asyncio.wait(left | running, return_when=asyncio.FIRST_COMPLETED)
             left -= done
 

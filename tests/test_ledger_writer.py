@@ -470,3 +470,37 @@ def test_the_end_of_a_send_does_not_wait_for_ever_on_a_writer_that_is_gone() -> 
     with pytest.raises(StoreError, match=r"writer stopped with 1 outcome"):
         run_bounded(scenario(), 10)
     assert [subscriber for subscriber, _ in written] == [1]
+
+
+def test_a_writer_driven_by_its_own_run_stores_and_flushes() -> None:
+    """`LedgerWriter` works without `ledger_writer` too, its `run` started by the caller."""
+    written: list[tuple[int, Outcome]] = []
+
+    async def scenario() -> None:
+        writer = LedgerWriter(written.extend)
+        first = writer.record(1, SENT)  # before its writer runs
+        task = asyncio.create_task(writer.run())
+        await first
+        writer.record(2, SENT)
+        await writer.flush()
+        task.cancel()
+        await asyncio.wait([task])
+
+    run_bounded(scenario(), 10)
+    assert [subscriber for subscriber, _ in written] == [1, 2]
+
+
+def test_a_writer_cancelled_before_it_ever_ran_fails_the_end_of_the_send_at_once() -> None:
+    """A task cancelled before its first step never runs its own clean-up: the exit's flush,
+    waiting on the writer's outcomes, sees the task end and reports them."""
+    written: list[tuple[int, Outcome]] = []
+
+    async def scenario() -> None:
+        async with ledger_writer(written.extend) as writer:
+            assert writer.task is not None
+            writer.task.cancel()  # before the writer's first step
+            writer.record(1, SENT)
+
+    with pytest.raises(StoreError, match=r"writer stopped with 1 outcome"):
+        run_bounded(scenario(), 10)
+    assert written == []
