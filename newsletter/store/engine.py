@@ -199,20 +199,29 @@ def raw_column(engine: Engine, statement: sa.Select[Any], params: dict[str, Any]
     result objects cost ~4x the query (`active_ids`, every 32 readers: 580 us against 140 on
     SQLite). The statement is compiled once per dialect, and SQLAlchemy's own compiler fills
     its expanding IN lists per call, so the SQL is what SQLAlchemy would send. Values pass
-    unprocessed: only for columns whose types need no bind processing (integers, text). Any
-    database error is a StoreError; the pool rolls the connection back as it takes it back, and
-    its pre-ping (PostgreSQL) finds a dead one before it is handed out again.
+    unprocessed: only for columns whose types need no bind processing (integers, text).
+
+    Any error of the database, reaching it included, is a StoreError (for a fixed query every
+    one is a fault, so refusals are not told apart as `FAULTS` does for the engine's path). A
+    server's connection it happened on is thrown away, not rolled back and pooled: one the
+    server dropped would fail its reset with a logged traceback (`LedgerSql` does the same). A
+    SQLite connection is kept (in a dry run's in-memory store it is the whole database).
     """
     compiled = _compiled(statement, engine.dialect)
     state = compiled.construct_expanded_state(params)
     values = state.positional_parameters if compiled.positional else state.parameters
-    raw = engine.raw_connection()
+    try:
+        raw = engine.raw_connection()
+    except Exception as exc:  # the driver's own types: the server is down, the file is missing
+        raise StoreError(f"the store failed: {exc}") from exc
     try:
         cursor = raw.cursor()
         cursor.execute(state.statement, values)
         rows = cursor.fetchall()
         cursor.close()
-    except Exception as exc:  # the driver's own types: sqlite3 or psycopg
+    except Exception as exc:
+        if engine.dialect.name != "sqlite":
+            raw.invalidate(exc)
         raise StoreError(f"the store failed: {exc}") from exc
     finally:
         raw.close()
