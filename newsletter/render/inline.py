@@ -11,11 +11,13 @@ The layout must work without it: that is what the browser test checks with <styl
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import cast
 
 import cssutils
-import premailer
 
 from newsletter.errors import RenderError
 
@@ -26,6 +28,36 @@ HEAD_MARKER = "/* ==== kept in <style> (not inlined) ==== */"
 # The first checks of a process compile some hundred regexes: ~35 ms before every send's first
 # message. Without profiles cssutils keeps each value as written, as it did after checking.
 cssutils.profile.removeProfile(all=True)
+
+
+class _Offline(ModuleType):
+    """What premailer gets for `requests`: any attempt to fetch is a RenderError."""
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__"):  # what the import system and repr look up
+            raise AttributeError(name)
+        raise RenderError(f"premailer asked for requests.{name}: inlining never uses the network")
+
+
+def _import_premailer() -> ModuleType:
+    """premailer imports requests at its top (with urllib3, chardet and charset_normalizer:
+    ~60 ms of a send's start-up, before its first message) only to fetch stylesheets from the
+    web, which `inline_css` never lets it do. While premailer loads, `requests` is a stand-in
+    that refuses every use; the real one stays importable by anything else. Where requests is
+    already loaded, premailer gets it as usual."""
+    if "requests" in sys.modules:
+        import premailer
+    else:
+        stand_in = sys.modules["requests"] = _Offline("requests")
+        try:
+            import premailer
+        finally:
+            if sys.modules.get("requests") is stand_in:
+                del sys.modules["requests"]
+    return cast(ModuleType, premailer)
+
+
+premailer = _import_premailer()
 
 
 @dataclass(frozen=True)

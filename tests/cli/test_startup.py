@@ -81,6 +81,41 @@ def test_a_send_whose_feeds_are_files_makes_no_http_client() -> None:
     assert out.stdout.split("\n")[:2] == ["True 18 False", "False 0 True"]
 
 
+def test_premailer_loads_without_an_http_client_and_cannot_fetch() -> None:
+    """premailer imports requests (urllib3, chardet, charset_normalizer: ~60 ms of start-up)
+    only to fetch stylesheets from the web. A send inlines without it; premailer's `requests`
+    refuses every use, and the real requests is still there for anyone who imports it."""
+    probe = (
+        "import sys\n"
+        "from newsletter.errors import RenderError\n"
+        "from newsletter.render.inline import inline_css, premailer\n"
+        "html = inline_css('<html><head><link rel=stylesheet href=\"http://127.0.0.1:9/a.css\">'\n"
+        "                  '</head><body><p>x</p></body></html>', 'p {color: red}')\n"
+        "print('style=\"color:red\"' in html, 'a.css' in html)\n"
+        "print(*[name for name in ('requests', 'urllib3', 'chardet') if name in sys.modules])\n"
+        "try:\n"
+        "    premailer.premailer.requests.get('http://127.0.0.1:9/a.css')\n"
+        "except RenderError as exc:\n"
+        "    print('refused:', exc)\n"
+        "import requests\n"
+        "print(requests.get.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        "True True",
+        "",
+        "refused: premailer asked for requests.get: inlining never uses the network",
+        "requests.api",
+    ], out.stderr
+
+
+def test_premailer_gets_the_real_requests_where_it_is_already_loaded() -> None:
+    probe = "import requests\nfrom newsletter.render.inline import premailer\n"
+    probe += "print(premailer.premailer.requests is requests)\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True"]
+
+
 def test_the_ciphers_load_with_the_first_sealed_address_not_at_start() -> None:
     """cryptography's ciphers (~40 ms) serve VERP's sealed addresses only; most sends have
     none (`verp_domain` unset). Every command and the send's own modules start without them."""
@@ -98,8 +133,9 @@ def test_a_send_as_cron_starts_it_loads_no_bar_no_http_client_and_no_postgresql_
 ) -> None:
     """The first message is due within 1 s of the start. A send with no terminal (cron, the
     scheduler), on SQLite, whose feeds are files, needs neither rich's bar (~40 ms of imports),
-    httpx (~80 ms) nor SQLAlchemy's PostgreSQL dialect (~40 ms). The probe runs the real command
-    to the end, then lists what it loaded; SQLite's dialect and premailer show it can see them."""
+    httpx (~80 ms), requests (~60 ms) nor SQLAlchemy's PostgreSQL dialect (~40 ms). The probe
+    runs the real command to the end, then lists what it loaded; SQLite's dialect and premailer
+    show it can see them."""
     issue_day = date(2026, 11, 28)
     with SmtpServer() as smtp:
         config = sample_config(tmp_path, smtp.port)
@@ -120,8 +156,8 @@ def test_a_send_as_cron_starts_it_loads_no_bar_no_http_client_and_no_postgresql_
             "    runpy.run_module('newsletter', run_name='__main__', alter_sys=True)\n"
             "except SystemExit as exc:\n"
             "    print('exit', exc.code)\n"
-            "wanted = ['rich', 'httpx', 'sqlalchemy.dialects.postgresql',\n"
-            "          'sqlalchemy.dialects.sqlite', 'premailer']\n"
+            "wanted = ['rich', 'httpx', 'sqlalchemy.dialects.postgresql', 'requests',\n"
+            "          'urllib3', 'sqlalchemy.dialects.sqlite', 'premailer']\n"
             "print(*[name for name in wanted if name in sys.modules])\n"
         )
         env = {"NEWSLETTER_SECRET_KEY": "startup-test", **wall_clock_env(clock())}
