@@ -151,6 +151,10 @@ def test_three_processes_share_one_issue_and_mail_everyone_exactly_once(
         counts = [int(n) for n in re.findall(rb"^recipients: (\d+)$", out, re.M)]
         assert len(counts) == 3 and sum(counts) == len(AUDIENCE)
         assert sum(1 for n in counts if n) >= 2, counts  # the work was shared
+        # collected and rendered once, before the copies started; each copy resumed it
+        assert len(world.feeds.hits("/feed/")) == 1
+        assert re.findall(rb"^  feed ok      REE News: (\d+) entries$", out, re.M) == [b"18"]
+        assert out.index(b"  feed ok") < out.index(b"recipients:")
 
 
 def test_a_killed_process_among_several_loses_nobody(tmp_path: Path, store_url: str) -> None:

@@ -34,7 +34,8 @@ def exit_status(summary: RunSummary) -> int:
     return EXIT_OK
 
 
-def format_summary(settings: Settings, summary: RunSummary) -> str:
+def format_prepared(settings: Settings, summary: RunSummary) -> list[str]:
+    """The issue as collected and rendered: its feeds and articles, before anyone is sent it."""
     mode = " (dry run: nothing sent, nothing stored)" if summary.dry_run else ""
     lines = [f"{settings.name}: issue of {summary.issue_date}{mode}"]
     for report in summary.feeds:
@@ -46,6 +47,11 @@ def format_summary(settings: Settings, summary: RunSummary) -> str:
             lines.append(f"  feed FAILED  {report.name}: {report.error} (skipped)")
     lines.append(f"articles: {summary.articles}")
     lines.extend(summary.left_out)
+    return lines
+
+
+def format_summary(settings: Settings, summary: RunSummary) -> str:
+    lines = format_prepared(settings, summary)
     lines.append(f"recipients: {summary.recipients}")
     if summary.message_bytes:
         lines.append(f"message size: {summary.message_bytes:,} bytes")

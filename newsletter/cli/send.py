@@ -15,7 +15,8 @@ from newsletter.cli.operator import remember_feeds
 from newsletter.cli.preview import PREVIEW_READER, write_preview
 from newsletter.cli.processes import run_processes
 from newsletter.cli.progress import SendProgress
-from newsletter.cli.report import exit_status, format_summary
+from newsletter.cli.report import exit_status, format_prepared, format_summary
+from newsletter.config import Settings
 from newsletter.errors import ConfigError
 from newsletter.mail import dkim_signer
 from newsletter.mail.outbox import OutboxTransport
@@ -73,8 +74,8 @@ def cmd_send(door: Door) -> int:
             raise ConfigError(
                 "--processes", "(command line)", "a whole number >= 1, not with --dry-run or --to"
             )
-        door.secret_settings()  # one clear error here rather than one per process
-        return run_processes(door, args.processes)
+        status = _prepare_once(door, door.secret_settings())  # one error, not one per copy
+        return run_processes(door, args.processes) if status is None else status
     settings = door.settings if args.dry_run else door.secret_settings()
     transport: Transport = OutboxTransport() if args.dry_run else SmtpTransport(settings.smtp)
     sign = dkim_signer(settings.dkim, door.clock)
@@ -102,6 +103,28 @@ def cmd_send(door: Door) -> int:
             summary.message_bytes = summary.message_bytes or eml.stat().st_size
     print(format_summary(settings, summary))
     return exit_status(summary)
+
+
+def _prepare_once(door: Door, settings: Settings) -> int | None:
+    """`--processes N`: the issue is collected, rendered and stored here, once, before the
+    copies start, and each copy resumes it; N copies would otherwise each fetch the feeds and
+    render at the same moment. A day with nothing to send (empty, every feed failed) starts no
+    copy: its summary and status are the command's. None: start the copies."""
+    from newsletter.pipeline import Run, prepare_shared
+
+    with door.store() as store:
+        transport = SmtpTransport(settings.smtp)  # not used: nothing is sent here
+        run = Run(settings, store, transport, door.clock, force=door.args.force)
+        summary, ready = runtime.run(prepare_shared(run, door.args.date, _kind(door)))
+        remember_feeds(store, summary, door.clock())
+    if not ready:
+        print(format_summary(settings, summary))
+        return exit_status(summary)
+    lines = format_prepared(settings, summary)
+    if summary.note:  # an earlier issue that reached nobody, carried into this one
+        lines.append(summary.note)
+    print("\n".join(lines), flush=True)
+    return None
 
 
 def _kind(door: Door) -> Frequency:

@@ -12,12 +12,17 @@ import os
 import signal
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from newsletter import __version__
 from newsletter.cli import main as main_module
 from newsletter.cli.processes import Child, _child_main, worst
+from tests.support.config import closed_port
+from tests.support.smtp_server import SmtpServer
+from tests.support.world import ISSUE_DATE, SECRET, deployment
 
 pytestmark = pytest.mark.slow  # each test starts processes
 
@@ -104,3 +109,62 @@ def test_a_forked_copy_ends_with_the_status_the_interpreter_would_give_a_system_
         for signum, handler in saved.items():
             signal.signal(signum, handler)
     assert capfd.readouterr().err == said
+
+
+def test_an_empty_day_starts_no_copy_and_says_why_once(tmp_path: Path) -> None:
+    """The parent collects the issue before any copy starts: 12 articles, 13 needed."""
+    with (
+        SmtpServer() as smtp,
+        deployment(tmp_path, smtp, ["reader@example.org"], replace={
+            "min_articles = 1": "min_articles = 13"}) as world,
+    ):  # fmt: skip
+        process = world.spawn("--force", "--date", ISSUE_DATE, "--processes", "2")
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, (out, err)
+        assert out.count(b"empty day: 12 new article(s), at least 13 needed") == 1
+        assert b"their exit statuses" not in out and b"recipients: 0" in out
+        assert len(world.feeds.hits("/feed/")) == 1 and smtp.messages == []
+        world.stop_spawned()
+
+
+def test_a_stale_day_without_force_starts_no_copy_and_is_one_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    with SmtpServer() as smtp, deployment(tmp_path, smtp, ["reader@example.org"]) as world:
+        world.clock.now += timedelta(days=2)
+        process = world.spawn("--date", ISSUE_DATE, "--processes", "2")
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 4, (out, err)
+        assert err.count(b"stale_after_hours") == 1 and b"Traceback" not in err
+        assert b"their exit statuses" not in out
+        assert world.feeds.hits("/feed/") == [] and smtp.messages == []
+        world.stop_spawned()
+
+
+def test_an_earlier_issue_that_reached_nobody_is_carried_over_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent settles and abandons the earlier issue as a single send would, and says so."""
+    monkeypatch.setenv("NEWSLETTER_SECRET_KEY", SECRET)
+    since = datetime(2026, 11, 20, tzinfo=UTC)  # a reader of both days
+    longer = {"retry_deadline_hours = 24": "retry_deadline_hours = 48"}  # not closed by then
+    with (
+        SmtpServer() as smtp,
+        deployment(tmp_path, smtp, ["reader@example.org"], since=since, replace=longer) as world,
+    ):
+        text = world.config.read_text(encoding="utf-8")
+        relay = f"port = {smtp.port}\n"
+        world.config.write_text(text.replace(relay, f"port = {closed_port()}\n"))
+        now = world.clock.now
+        world.clock.now = now - timedelta(days=1)
+        assert world.send("--date", "2026-11-27") == 3  # the relay is down: it reached nobody
+        world.config.write_text(text)
+        world.clock.now = now
+        process = world.spawn("--force", "--date", ISSUE_DATE, "--processes", "2")
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == 0, (out, err)
+        said = b"the issue of 2026-11-27 reached nobody and was abandoned; this one covers it"
+        assert out.count(said) == 1
+        assert [message.rcpt_tos for message in smtp.messages] == [("reader@example.org",)]
+        world.stop_spawned()
