@@ -5,7 +5,9 @@ memory stays flat however long the list. Every message ends in exactly one `Outc
 `record` as soon as the server has answered; messages never taken from the queue get none, which
 is what lets the next run resume without doubling anyone. `record` takes the outcome at once and
 returns what to await for its commit; a worker awaits that just before the next message's data
-goes out (the connection's gate), so the envelope's round trip overlaps the commit.
+goes out (the connection's gate), so the envelope's round trip overlaps the commit. Past the
+gate a worker may take its next message from the queue early, so that the connection writes
+that envelope with this data (`ports.Connection.send`'s `ahead`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from newsletter.errors import (
     TransientDeliveryError,
 )
 from newsletter.models import DeliveryStatus, Outcome
-from newsletter.ports import Connection, Transport
+from newsletter.ports import Connection, Envelope, Transport
 
 # Called when the outcome is known; the awaitable it returns ends once the outcome is stored.
 Recorder = Callable[[ComposedMessage, Outcome], Awaitable[None]]
@@ -104,14 +106,37 @@ class _Stopped(Exception):
 class _Worker:
     """One connection's loop: send, classify, retry, record."""
 
-    def __init__(self, shared: _Shared) -> None:
+    def __init__(self, shared: _Shared, queue: asyncio.Queue[ComposedMessage | None]) -> None:
         self.shared = shared
+        self.queue = queue
         self.connection: Connection | None = None
         self.unstored: Awaitable[None] | None = None  # the previous outcome's commit
+        self.next: list[ComposedMessage | None] = []  # taken from the queue early by `ahead`
+        self.lent = False  # this try told its connection the next envelope
 
-    async def run(self, queue: asyncio.Queue[ComposedMessage | None]) -> None:
+    async def take(self) -> ComposedMessage | None:
+        return self.next.pop() if self.next else await self.queue.get()
+
+    def ahead(self) -> Envelope | None:
+        """The next message's envelope, taken from the queue now if one is waiting; asked
+        right after the gate, which has just looked for a stop. Never under a rate limit: the
+        envelope would wait at the server for its slot."""
+        if self.shared.policy.rate_limit:
+            return None
+        if not self.next:
+            try:
+                self.next.append(self.queue.get_nowait())
+            except asyncio.QueueEmpty:
+                return None
+        item = self.next[0]
+        if item is None:
+            return None  # the end of the queue
+        self.lent = True
+        return self.shared.sender(item), item.recipient.email, item.data
+
+    async def run(self) -> None:
         try:
-            while (item := await queue.get()) is not None:
+            while (item := await self.take()) is not None:
                 if self.shared.should_stop():
                     continue  # left without an outcome: the next run sends it
                 try:
@@ -161,15 +186,18 @@ class _Worker:
         for attempt in range(1, policy.attempts + 1):
             if attempt > 1:
                 await asyncio.sleep(policy.backoff * 2 ** (attempt - 2))
+            self.lent = False
             try:
                 return await self.try_once(item, attempt)
             except PermanentDeliveryError as exc:
+                if self.lent:  # the next envelope is out: the session cannot be reset
+                    await self.drop(broken=True)
                 return Outcome(
                     DeliveryStatus.FAILED, str(exc), item.message_id, attempt, code=exc.code
                 )
             except TransientDeliveryError as exc:
                 last = exc
-                if isinstance(exc, (ConnectionLostError, TimeoutError)):
+                if self.lent or isinstance(exc, (ConnectionLostError, TimeoutError)):
                     await self.drop(broken=True)
         retry_at = self.shared.clock() + policy.defer_for
         return Outcome(
@@ -183,8 +211,9 @@ class _Worker:
         # the rate, not by the rate plus however long each new connection took to set up.
         await self.shared.limiter.wait()
         reply = await self.connection.send(
-            self.shared.sender(item), item.recipient.email, item.data, self.gate, item.body
-        )
+            self.shared.sender(item), item.recipient.email, item.data, self.gate, item.body,
+            self.ahead,
+        )  # fmt: skip
         return Outcome(DeliveryStatus.SENT, reply, item.message_id, attempt)
 
 
@@ -206,11 +235,11 @@ async def deliver(
     limiter = RateLimiter(policy.rate_limit)
     shared = _Shared(transport, sender, policy, record, limiter, clock, should_stop)
     queue: asyncio.Queue[ComposedMessage | None] = asyncio.Queue(maxsize=policy.connections * 4)
-    workers = [_Worker(shared) for _ in range(policy.connections)]
+    workers = [_Worker(shared, queue) for _ in range(policy.connections)]
     try:
         async with asyncio.TaskGroup() as group:
             for worker in workers:
-                group.create_task(worker.run(queue))
+                group.create_task(worker.run())
             for message in messages:
                 if should_stop():
                     break

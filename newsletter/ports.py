@@ -154,6 +154,10 @@ class Signer(Protocol):
 
 
 Gate = Callable[[], Awaitable[None]]
+# The next message a connection will send, as its envelope needs it: sender, recipient and the
+# message's bytes (whose header decides SMTPUTF8); None when there is none yet.
+Envelope = tuple[str, str, bytes]
+Lookahead = Callable[[], Envelope | None]
 
 
 class Connection(Protocol):
@@ -166,6 +170,7 @@ class Connection(Protocol):
         data: bytes,
         gate: Gate | None = None,
         body: Sequence[bytes] = (),
+        ahead: Lookahead | None = None,
     ) -> str:
         """Send prebuilt bytes; return the server's reply text or raise a DeliveryError.
 
@@ -177,6 +182,13 @@ class Connection(Protocol):
         any of it is written: the pool waits there for the previous message's ledger commit, so
         the envelope's round trip overlaps the commit while no second message can be accepted
         unrecorded. If the gate raises, the session is dropped (it is half-way through DATA).
+
+        `ahead`, if given, is asked once the gate has passed for the message the caller will
+        send next on this connection; a session that pipelines may write that envelope in the
+        same write as this data (RFC 2920 lets commands follow the end of the data), one write
+        and one wake-up less per message. The caller's next `send` must then be that message.
+        Once a next envelope is out the session cannot be reset, so if this message's data is
+        refused, or anything fails after `ahead` answered, the caller drops the connection.
         """
         ...
 

@@ -102,7 +102,9 @@ def test_the_pool_takes_at_most_four_messages_per_connection_ahead_of_the_worker
     connections: int,
 ) -> None:
     """Memory stays flat however long the list: by the first outcome the pool has taken one
-    message per worker, filled its queue (four per connection) and holds one waiting for room."""
+    message per worker, filled its queue (four per connection) and holds one waiting for room;
+    the worker of that outcome has also taken its next message early for its connection's next
+    envelope, and each of the others may have (`ports.Connection.send`'s `ahead`)."""
     taken = 0
     taken_at_first_outcome: list[int] = []
 
@@ -121,7 +123,8 @@ def test_the_pool_takes_at_most_four_messages_per_connection_ahead_of_the_worker
         transport = SmtpTransport(smtp_config(server.port))
         run_bounded(send(audience(), transport, DeliveryPolicy(connections=connections), recorded))
     assert len(server.messages) == 30
-    assert taken_at_first_outcome == [connections + 4 * connections + 1]
+    (at_first,) = taken_at_first_outcome
+    assert 5 * connections + 2 <= at_first <= 6 * connections + 1
 
 
 def test_a_store_fault_while_recording_stops_the_run_with_the_stores_error() -> None:

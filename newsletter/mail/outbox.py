@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from newsletter.ports import Gate
+from newsletter.ports import Gate, Lookahead
 
 
 class OutboxTransport:
@@ -22,6 +22,7 @@ class OutboxTransport:
         data: bytes,
         gate: Gate | None = None,
         body: Sequence[bytes] = (),
+        ahead: Lookahead | None = None,  # nothing to write ahead: nothing is written
     ) -> str:
         if gate is not None:
             await gate()

@@ -26,7 +26,7 @@ from newsletter.errors import (
 )
 from newsletter.mail.pipelining import PipelinedSession, can_take_over
 from newsletter.mail.wire import Stuffer
-from newsletter.ports import Gate
+from newsletter.ports import Gate, Lookahead
 
 
 def _by_code(message: str, code: int) -> DeliveryError:
@@ -85,6 +85,7 @@ class SmtpConnection:
         data: bytes,
         gate: Gate | None = None,
         body: Sequence[bytes] = (),
+        ahead: Lookahead | None = None,  # without PIPELINING each command waits for its reply
     ) -> str:
         params = mail_parameters(sender, recipient, data, smtputf8=self.smtputf8)
         await self._step(b"MAIL", b"FROM:<" + sender.encode() + b">" + params, server_wide=True)
@@ -148,7 +149,8 @@ class SmtpConnection:
 
 
 class PipelinedConnection:
-    """A session whose server offers PIPELINING: MAIL, RCPT and DATA go out in one write.
+    """A session whose server offers PIPELINING: MAIL, RCPT and DATA go out in one write, and
+    with `ahead` in the same write as the previous message's data (RFC 2920 3.1).
 
     `smtputf8`: the server's EHLO reply offered SMTPUTF8 (read before the session is taken over).
     """
@@ -159,6 +161,7 @@ class PipelinedConnection:
         self.session = session
         self.smtputf8 = smtputf8
         self.stuffer = stuffer or Stuffer()
+        self.primed: tuple[str, str] | None = None  # the next envelope, already on the wire
 
     async def send(
         self,
@@ -167,11 +170,15 @@ class PipelinedConnection:
         data: bytes,
         gate: Gate | None = None,
         body: Sequence[bytes] = (),
+        ahead: Lookahead | None = None,
     ) -> str:
         session = self.session
-        params = mail_parameters(sender, recipient, data, smtputf8=self.smtputf8)
-        envelope = b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n"
-        session.write(envelope % (sender.encode(), params, recipient.encode()))
+        if self.primed is None:
+            session.write(self._envelope(sender, recipient, data))
+        elif self.primed != (sender, recipient):  # a caller's bug; its data must not follow
+            self.abort()
+            raise ConnectionLostError("the next message is not the one whose envelope went out")
+        self.primed = None
         mail, rcpt, start = await session.reply(), await session.reply(), await session.reply()
         accepted = mail.code == 250 and rcpt.code in (250, 251)
         if start.code == 354 and not accepted:
@@ -179,13 +186,36 @@ class PipelinedConnection:
             await session.reply()
         elif start.code == 354:
             await _through(gate, session.abort)
-            session.writelines(self.stuffer(data, body))
+            session.writelines([*self.stuffer(data, body), self._prime(ahead)])
             final = await session.reply()
             if final.code == 250:
                 return final.message
             start = final
+            if self.primed is not None:  # its DATA will be taken: RSET cannot clear that
+                self.abort()
+                raise _refusal(mail, rcpt, start)
         await self._reset()
         raise _refusal(mail, rcpt, start)
+
+    def _envelope(self, sender: str, recipient: str, data: bytes) -> bytes:
+        params = mail_parameters(sender, recipient, data, smtputf8=self.smtputf8)
+        return b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n" % (
+            sender.encode(), params, recipient.encode()
+        )  # fmt: skip
+
+    def _prime(self, ahead: Lookahead | None) -> bytes:
+        """The next message's envelope, to follow this data in the same write; b"" if there
+        is none yet or it cannot go (refused here before anything is written: `send` says so
+        when that message's turn comes)."""
+        following = ahead() if ahead is not None else None
+        if following is None:
+            return b""
+        try:
+            envelope = self._envelope(*following)
+        except DeliveryError:
+            return b""
+        self.primed = following[:2]
+        return envelope
 
     async def _reset(self) -> None:
         """After a refusal the session stays usable once RSET clears the transaction."""
@@ -196,6 +226,11 @@ class PipelinedConnection:
         self.session.abort()
 
     async def close(self) -> None:
+        """QUIT, unless an envelope is out whose DATA the server will take: QUIT would be read
+        as that message's text, so the connection is dropped and the message never sent."""
+        if self.primed is not None:
+            self.abort()
+            return
         await self.session.close()
 
 
