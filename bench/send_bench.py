@@ -32,9 +32,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from newsletter.models import new_public_id
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the engine beside this script, not whichever one is installed
+
+from newsletter.models import new_public_id  # noqa: E402
+
 SINK = "/usr/sbin/smtp-sink"
 SOURCE = "/usr/sbin/smtp-source"
 ISSUE_DATE = "2026-11-28"
@@ -75,6 +77,15 @@ def start_sink(port: int, postfix: bool) -> subprocess.Popen[bytes]:
 
 
 PG_URL = os.environ.get("REE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def engine_env() -> dict[str, str]:
+    """The engine's commands run on the checkout this script belongs to. `python -m` puts the
+    current directory first on the path, so run from another checkout (or with the project
+    installed in editable mode from one) they would measure that one's code instead: an A/B
+    of two checkouts then compares one engine with itself."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return {**os.environ, "NEWSLETTER_SECRET_KEY": "bench", "PYTHONPATH": path}
 
 
 def write_config(folder: Path, port: int, connections: int, database_url: str, dkim: bool) -> Path:
@@ -147,9 +158,9 @@ class Store:
 
 def fill_store(config: Path, store: Store, count: int) -> None:
     """Create the schema through the program itself, then bulk-insert subscribers."""
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "bench"}
     newsletter = [sys.executable, "-m", "newsletter", "--config", str(config)]
-    subprocess.run([*newsletter, "subscribers", "counts"], env=env, check=True, capture_output=True)
+    subprocess.run([*newsletter, "subscribers", "counts"], env=engine_env(), cwd=ROOT, check=True,
+                   capture_output=True)  # fmt: skip
     now = "2026-11-01 00:00:00.000000" if store.kind == "sqlite" else "2026-11-01T00:00:00Z"
     emails = (f"reader{n:07d}@example.org" for n in range(count))
     rows: list[tuple[object, ...]] = [
@@ -206,7 +217,6 @@ def process_cpu(pid: int) -> float:
 def run_send(
     config: Path, store: Store, processes: int, sink: int, profile: str = ""
 ) -> SendResult:
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "bench"}
     python = [sys.executable, "-m", "cProfile", "-o", profile] if profile else [sys.executable]
     command = [*python, "-m", "newsletter", "--config", str(config), "send"]
     command += ["--force", "--date", ISSUE_DATE]
@@ -215,7 +225,8 @@ def run_send(
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     sink_before = process_cpu(sink)
     started = time.monotonic()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=engine_env(), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)  # fmt: skip
     first = first_delivery(store, started, process)
     out, err = process.communicate()
     seconds = time.monotonic() - started
@@ -233,12 +244,12 @@ def run_send(
 def time_reports(config: Path) -> dict[str, float]:
     """Wall seconds of the operator's read commands on the store as the send left it (a whole
     process each: start-up included, as the operator waits for it)."""
-    env = {**os.environ, "NEWSLETTER_SECRET_KEY": "bench"}
     newsletter = [sys.executable, "-m", "newsletter", "--config", str(config)]
     timed: dict[str, float] = {}
     for words in (["status"], ["status", "--json"], ["subscribers", "counts"]):
         started = time.monotonic()
-        subprocess.run([*newsletter, *words], env=env, check=True, capture_output=True)
+        subprocess.run([*newsletter, *words], env=engine_env(), cwd=ROOT, check=True,
+                       capture_output=True)  # fmt: skip
         timed[" ".join(words)] = time.monotonic() - started
     return timed
 
@@ -307,6 +318,7 @@ def report(
     args: argparse.Namespace, postfix: bool, ours: SendResult, source: float, source_sink: float
 ) -> None:
     rate = ours.sent / ours.seconds
+    print(f"engine: {ROOT / 'newsletter'}")
     print(f"sink: {'postfix smtp-sink' if postfix else 'aiosmtpd (smtp-sink unavailable)'}")
     print(
         f"subscribers: {args.subscribers:,}  connections: {args.connections} per process  "
