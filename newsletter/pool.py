@@ -95,6 +95,12 @@ class _Shared:
                     f"{self.connect_failures} connection attempts failed in a row; last: {exc}"
                 ) from exc
             raise
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # aiosmtplib's wait_for (Python 3.11) can hand back a session whose connect was
+            # cancelled; going on would send past the cancel, then wait for ever for more.
+            connection.abort()
+            raise asyncio.CancelledError
         self.connect_failures = 0
         return connection
 

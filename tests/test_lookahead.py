@@ -10,6 +10,7 @@ outcome; a stop, a rate limit or a next message that cannot go leaves nothing ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 
 import pytest
@@ -20,6 +21,9 @@ from newsletter.mail.pipelining import PipelinedSession
 from newsletter.mail.smtp import PipelinedConnection, SmtpTransport
 from newsletter.models import DeliveryStatus, Recipient
 from newsletter.pool import DeliveryPolicy
+from newsletter.pool import deliver as deliver_messages
+from newsletter.ports import Connection
+from tests.support.clock import FakeClock
 from tests.support.pool_harness import SENDER, Recorded, message, run_bounded, send, smtp_config
 from tests.support.raw_smtp import Wire, serve
 
@@ -103,6 +107,7 @@ def test_a_refused_recipient_after_the_envelope_went_ahead_keeps_the_session() -
     wire = Wire(rcpt_reply=lambda rcpt: "550 5.1.1 no such user" if rcpt == b else "250 ok")
     recorded = deliver(wire, [message(n) for n in range(3)])
     assert [rcpt for rcpt, _ in wire.stored] == [a, c]
+    assert wire.events.index(f"rcpt {b} refused") < wire.events.index(f"reply {a} 250")
     assert recorded.outcomes[b].status is DeliveryStatus.FAILED
     assert recorded.outcomes[b].code == 550
     assert wire.events.count("connect") == 1 and wire.events[-1] == "quit"
@@ -237,3 +242,133 @@ def test_a_refused_data_with_the_next_envelope_out_drops_at_once_without_rset() 
 
     wire, dropped = run_bounded(scenario())
     assert dropped and wire.stored == [] and wire.lost == [(b, b"")]
+
+
+def test_each_envelope_written_ahead_names_its_own_sender() -> None:
+    """With VERP every reader has a sender of their own: the one written ahead is the next
+    message's, not this one's."""
+    wire = Wire()
+
+    async def scenario() -> Recorded:
+        server = await serve(wire)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            recorded = Recorded()
+            await deliver_messages(
+                [message(n) for n in range(3)], SmtpTransport(smtp_config(port)),
+                lambda item: f"b+{item.recipient.subscriber_id}@bounce.example.com",
+                ONE, recorded.record, FakeClock(),
+            )  # fmt: skip
+            return recorded
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    recorded = run_bounded(scenario())
+    mails = [event for event in wire.events if event.startswith(("mail", "rcpt"))]
+    assert mails == [
+        "mail <b+0@bounce.example.com>", "rcpt reader0@example.org",
+        "mail <b+1@bounce.example.com>", "rcpt reader1@example.org",
+        "mail <b+2@bounce.example.com>", "rcpt reader2@example.org",
+    ]  # fmt: skip
+    assert wire.events.index("rcpt reader1@example.org") < wire.events.index(
+        "reply reader0@example.org 250"
+    )
+    assert {o.status for o in recorded.outcomes.values()} == {DeliveryStatus.SENT}
+
+
+def test_three_connections_each_writing_ahead_send_everyone_once() -> None:
+    wire = Wire(hold=0.005)
+    recorded = deliver(wire, [message(n) for n in range(60)], DeliveryPolicy(connections=3))
+    stored = sorted(rcpt for rcpt, _ in wire.stored)
+    assert stored == sorted(addresses(60)) and len(recorded.outcomes) == 60
+    assert wire.events.count("connect") == 3 and wire.lost == []
+
+
+def test_a_connection_lost_with_the_next_envelope_out_sends_that_message_on_a_new_one() -> None:
+    a, b, c = addresses(3)
+    wire = Wire(data_reply=lambda rcpt, seen: "421 4.3.2 closing" if rcpt == a else "250 ok")
+    recorded = deliver(wire, [message(n) for n in range(3)])
+    stored = [rcpt for rcpt, _ in wire.stored]
+    assert stored.count(b) == 1 and stored.count(c) == 1 and a not in stored
+    assert recorded.outcomes[a].status is DeliveryStatus.DEFERRED
+    assert recorded.outcomes[b].status is DeliveryStatus.SENT
+
+
+def test_a_cancel_while_an_envelope_waits_for_its_replies_types_nothing_into_it() -> None:
+    """Ctrl-C, or another worker's error through the task group, while the server holds the
+    replies to an envelope whose DATA it will take: QUIT would be that message's text."""
+    a, b = addresses(2)
+
+    async def scenario() -> Wire:
+        wire = Wire(hold=1.0, slow_rcpt=b)
+        server = await serve(wire)
+        try:
+            port = server.sockets[0].getsockname()[1]
+            policy = DeliveryPolicy(connections=1, rate_limit=1000)  # nothing written ahead
+            task = asyncio.create_task(
+                send([message(0), message(1)], SmtpTransport(smtp_config(port)), policy, Recorded())
+            )
+            while f"rcpt {b}" not in wire.events:
+                await asyncio.sleep(0.005)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.05)
+            return wire
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    wire = run_bounded(scenario())
+    assert [rcpt for rcpt, _ in wire.stored] == [a]
+    assert wire.lost == [(b, b"")] and "quit" not in wire.events
+
+
+class SwallowsCancel:
+    """A transport whose connect loses a cancel, as aiosmtplib's (its wait_for, Python 3.11)
+    does when the cancel and the connect's end meet: it hands back a session all the same."""
+
+    def __init__(self, port: int) -> None:
+        self.real = SmtpTransport(smtp_config(port))
+        self.entered = asyncio.Event()
+
+    async def connect(self) -> Connection:
+        self.entered.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.2)
+        return await self.real.connect()
+
+
+def test_a_cancel_lost_in_the_connect_still_ends_the_send_and_sends_nothing() -> None:
+    async def scenario() -> tuple[Wire, bool]:
+        wire = Wire(hold=0.0)
+        server = await serve(wire)
+        try:
+            transport = SwallowsCancel(server.sockets[0].getsockname()[1])
+            task = asyncio.create_task(
+                send([message(n) for n in range(6)], transport, ONE, Recorded())  # type: ignore[arg-type]
+            )
+            await transport.entered.wait()
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=5)
+            if not done:  # the bug: it sent on, then waited for ever for the queue's end
+                task.cancel()
+                await asyncio.wait([task], timeout=5)
+            await asyncio.sleep(0.05)
+            return wire, bool(done) and task.cancelled()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    wire, ended = run_bounded(scenario())
+    assert ended and wire.stored == []
+
+
+def test_a_session_whose_last_message_was_refused_still_ends_with_quit() -> None:
+    """The refusal ended its transaction (RSET): nothing is half-way, so the close is polite."""
+    a, b = addresses(2)
+    wire = Wire(rcpt_reply=lambda rcpt: "550 5.1.1 no such user" if rcpt == b else "250 ok")
+    deliver(wire, [message(0), message(1)])
+    assert [rcpt for rcpt, _ in wire.stored] == [a]
+    assert wire.events[-1] == "quit" and wire.lost == []

@@ -162,6 +162,7 @@ class PipelinedConnection:
         self.smtputf8 = smtputf8
         self.stuffer = stuffer or Stuffer()
         self.primed: tuple[str, str] | None = None  # the next envelope, already on the wire
+        self.midway = False  # a DATA is out whose transaction has not ended
 
     async def send(
         self,
@@ -175,6 +176,7 @@ class PipelinedConnection:
         session = self.session
         if self.primed is None:
             session.write(self._envelope(sender, recipient, data))
+            self.midway = True
         elif self.primed != (sender, recipient):  # a caller's bug; its data must not follow
             self.abort()
             raise ConnectionLostError("the next message is not the one whose envelope went out")
@@ -188,12 +190,14 @@ class PipelinedConnection:
             await _through(gate, session.abort)
             session.writelines([*self.stuffer(data, body), self._prime(ahead)])
             final = await session.reply()
+            self.midway = self.primed is not None
             if final.code == 250:
                 return final.message
             start = final
             if self.primed is not None:  # its DATA will be taken: RSET cannot clear that
                 self.abort()
                 raise _refusal(mail, rcpt, start)
+        self.midway = False
         await self._reset()
         raise _refusal(mail, rcpt, start)
 
@@ -226,9 +230,10 @@ class PipelinedConnection:
         self.session.abort()
 
     async def close(self) -> None:
-        """QUIT, unless an envelope is out whose DATA the server will take: QUIT would be read
-        as that message's text, so the connection is dropped and the message never sent."""
-        if self.primed is not None:
+        """QUIT, unless a DATA is out whose transaction has not ended (an envelope written
+        ahead, or a send cancelled half-way): QUIT would be read as that message's text, so
+        the connection is dropped and the message never sent."""
+        if self.midway:
             self.abort()
             return
         await self.session.close()

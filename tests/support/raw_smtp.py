@@ -32,6 +32,7 @@ class Wire:
     hold: float = 0.05
     data_reply: DataReply = accept
     rcpt_reply: Callable[[str], str] = any_recipient
+    slow_rcpt: str = ""  # the replies from this recipient's RCPT on also wait `hold` seconds
     events: list[str] = field(default_factory=list)
     stored: list[tuple[str, bytes]] = field(default_factory=list)  # accepted: (rcpt, data)
     lost: list[tuple[str, bytes]] = field(default_factory=list)  # cut off inside DATA
@@ -82,6 +83,9 @@ class _Session(asyncio.Protocol):
             reply = self.wire.rcpt_reply(recipient)
             self.recipient = recipient if reply.startswith("250") else ""
             self.wire.events.append(f"rcpt {recipient}" + ("" if self.recipient else " refused"))
+            if recipient == self.wire.slow_rcpt and self.held is None:
+                self.held = []
+                asyncio.get_running_loop().call_later(self.wire.hold, self._release, "", "")
             self._say(reply.encode() + b"\r\n")
         elif verb == b"DATA" and not self.recipient:
             self._say(b"554 5.5.1 no valid recipients\r\n")
@@ -111,11 +115,13 @@ class _Session(asyncio.Protocol):
         asyncio.get_running_loop().call_later(wire.hold, self._release, recipient, reply)
 
     def _release(self, recipient: str, reply: str) -> None:
-        self.wire.events.append(f"reply {recipient} {reply[:3]}")
+        """Write the held reply to a data (none for a slow RCPT) and what waited behind it."""
+        if reply:
+            self.wire.events.append(f"reply {recipient} {reply[:3]}")
         held, self.held = self.held or [], None
         assert self.transport is not None
         if not self.transport.is_closing():
-            self.transport.write(reply.encode() + b"\r\n" + b"".join(held))
+            self.transport.write((reply + "\r\n" if reply else "").encode() + b"".join(held))
 
     def _say(self, reply: bytes) -> None:
         if self.held is not None:
