@@ -25,22 +25,17 @@ from newsletter.pool import deliver as deliver_messages
 from newsletter.ports import Connection
 from tests.support.clock import FakeClock
 from tests.support.pool_harness import SENDER, Recorded, message, run_bounded, send, smtp_config
-from tests.support.raw_smtp import Wire, serve
+from tests.support.raw_smtp import Wire, serving
 
 ONE = DeliveryPolicy(connections=1, attempts=2, backoff=0.01)
 
 
 async def _deliver(wire: Wire, items: list[ComposedMessage], policy: DeliveryPolicy) -> Recorded:
-    server = await serve(wire)
-    try:
-        port = server.sockets[0].getsockname()[1]
+    async with serving(wire) as port:
         recorded = Recorded()
         await send(items, SmtpTransport(smtp_config(port)), policy, recorded)
         await asyncio.sleep(0.05)  # the server notes a dropped connection
         return recorded
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def deliver(wire: Wire, items: list[ComposedMessage], policy: DeliveryPolicy = ONE) -> Recorded:
@@ -122,18 +117,13 @@ def test_a_stop_leaves_the_envelope_that_went_ahead_unsent_and_without_an_outcom
 
     async def scenario() -> tuple[Wire, Recorded]:
         wire = Wire()
-        server = await serve(wire)
-        try:
-            port = server.sockets[0].getsockname()[1]
+        async with serving(wire) as port:
             recorded = Recorded(on_record=stop_after_first)
             items = [message(n) for n in range(4)]
             await send(items, SmtpTransport(smtp_config(port)), ONE, recorded,
                        should_stop=lambda: stop[0])  # fmt: skip
             await asyncio.sleep(0.05)
             return wire, recorded
-        finally:
-            server.close()
-            await server.wait_closed()
 
     wire, recorded = run_bounded(scenario())
     assert [rcpt for rcpt, _ in wire.stored] == [a]
@@ -169,9 +159,7 @@ def test_a_send_that_is_not_the_message_written_ahead_is_refused_before_its_data
 
     async def scenario() -> tuple[Wire, BaseException | None]:
         wire = Wire(hold=0.0)
-        server = await serve(wire)
-        port = server.sockets[0].getsockname()[1]
-        try:
+        async with serving(wire) as port:
             connection = await SmtpTransport(smtp_config(port)).connect()
             assert isinstance(connection, PipelinedConnection)
             assert isinstance(connection.session, PipelinedSession)
@@ -184,9 +172,6 @@ def test_a_send_that_is_not_the_message_written_ahead_is_refused_before_its_data
                 error = exc
             await asyncio.sleep(0.05)
             return wire, error
-        finally:
-            server.close()
-            await server.wait_closed()
 
     wire, error = run_bounded(scenario())
     assert error is not None and "not the one" in str(error)
@@ -200,18 +185,13 @@ def test_closing_with_an_envelope_out_drops_the_session_instead_of_quitting() ->
 
     async def scenario() -> Wire:
         wire = Wire(hold=0.0)
-        server = await serve(wire)
-        port = server.sockets[0].getsockname()[1]
-        try:
+        async with serving(wire) as port:
             connection = await SmtpTransport(smtp_config(port)).connect()
             first, second = message(0), message(1)
             await connection.send(SENDER, a, first.data, ahead=lambda: (SENDER, b, second.data))
             await connection.close()
             await asyncio.sleep(0.05)
             return wire
-        finally:
-            server.close()
-            await server.wait_closed()
 
     wire = run_bounded(scenario())
     assert [rcpt for rcpt, _ in wire.stored] == [a]
@@ -225,9 +205,7 @@ def test_a_refused_data_with_the_next_envelope_out_drops_at_once_without_rset() 
 
     async def scenario() -> tuple[Wire, bool]:
         wire = Wire(hold=0.0, data_reply=lambda rcpt, seen: "451 4.3.0 later")
-        server = await serve(wire)
-        port = server.sockets[0].getsockname()[1]
-        try:
+        async with serving(wire) as port:
             connection = await SmtpTransport(smtp_config(port)).connect()
             assert isinstance(connection, PipelinedConnection)
             first, second = message(0), message(1)
@@ -236,9 +214,6 @@ def test_a_refused_data_with_the_next_envelope_out_drops_at_once_without_rset() 
             dropped = connection.session.transport.is_closing()
             await asyncio.sleep(0.05)
             return wire, dropped
-        finally:
-            server.close()
-            await server.wait_closed()
 
     wire, dropped = run_bounded(scenario())
     assert dropped and wire.stored == [] and wire.lost == [(b, b"")]
@@ -250,9 +225,7 @@ def test_each_envelope_written_ahead_names_its_own_sender() -> None:
     wire = Wire()
 
     async def scenario() -> Recorded:
-        server = await serve(wire)
-        try:
-            port = server.sockets[0].getsockname()[1]
+        async with serving(wire) as port:
             recorded = Recorded()
             await deliver_messages(
                 [message(n) for n in range(3)], SmtpTransport(smtp_config(port)),
@@ -260,9 +233,6 @@ def test_each_envelope_written_ahead_names_its_own_sender() -> None:
                 ONE, recorded.record, FakeClock(),
             )  # fmt: skip
             return recorded
-        finally:
-            server.close()
-            await server.wait_closed()
 
     recorded = run_bounded(scenario())
     mails = [event for event in wire.events if event.startswith(("mail", "rcpt"))]
@@ -302,9 +272,7 @@ def test_a_cancel_while_an_envelope_waits_for_its_replies_types_nothing_into_it(
 
     async def scenario() -> Wire:
         wire = Wire(hold=1.0, slow_rcpt=b)
-        server = await serve(wire)
-        try:
-            port = server.sockets[0].getsockname()[1]
+        async with serving(wire) as port:
             policy = DeliveryPolicy(connections=1, rate_limit=1000)  # nothing written ahead
             task = asyncio.create_task(
                 send([message(0), message(1)], SmtpTransport(smtp_config(port)), policy, Recorded())
@@ -316,9 +284,6 @@ def test_a_cancel_while_an_envelope_waits_for_its_replies_types_nothing_into_it(
                 await task
             await asyncio.sleep(0.05)
             return wire
-        finally:
-            server.close()
-            await server.wait_closed()
 
     wire = run_bounded(scenario())
     assert [rcpt for rcpt, _ in wire.stored] == [a]
@@ -343,9 +308,8 @@ class SwallowsCancel:
 def test_a_cancel_lost_in_the_connect_still_ends_the_send_and_sends_nothing() -> None:
     async def scenario() -> tuple[Wire, bool]:
         wire = Wire(hold=0.0)
-        server = await serve(wire)
-        try:
-            transport = SwallowsCancel(server.sockets[0].getsockname()[1])
+        async with serving(wire) as port:
+            transport = SwallowsCancel(port)
             task = asyncio.create_task(
                 send([message(n) for n in range(6)], transport, ONE, Recorded())  # type: ignore[arg-type]
             )
@@ -357,9 +321,6 @@ def test_a_cancel_lost_in_the_connect_still_ends_the_send_and_sends_nothing() ->
                 await asyncio.wait([task], timeout=5)
             await asyncio.sleep(0.05)
             return wire, bool(done) and task.cancelled()
-        finally:
-            server.close()
-            await server.wait_closed()
 
     wire, ended = run_bounded(scenario())
     assert ended and wire.stored == []

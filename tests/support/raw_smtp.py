@@ -12,7 +12,8 @@ it). It runs on the test's own loop, on 127.0.0.1, port 0.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 # (recipient, how many times its data was seen) -> the reply to its data
@@ -130,7 +131,13 @@ class _Session(asyncio.Protocol):
             self.transport.write(reply)
 
 
-async def serve(wire: Wire) -> asyncio.Server:
-    """Listening on 127.0.0.1, port 0 (`server.sockets[0].getsockname()[1]`); close it after."""
+@contextlib.asynccontextmanager
+async def serving(wire: Wire) -> AsyncIterator[int]:
+    """The server listening on 127.0.0.1 while the block runs; its port. Stopped after."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _Session(wire), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: _Session(wire), "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        await server.wait_closed()
