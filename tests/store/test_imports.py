@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from newsletter.addresses import mailbox_key
 from newsletter.bulk_import import import_addresses
 from newsletter.cli.import_file import read_addresses
 from newsletter.cli.main import main
@@ -132,6 +133,29 @@ def test_a_repeated_pending_address_is_made_active_once(tmp_path: Path) -> None:
     found = service.store.get_subscriber("w@example.org")
     assert found is not None and found.status is ACTIVE and found.updated_at == clock()
     service.store.close()  # type: ignore[attr-defined]
+
+
+def test_imported_rows_keep_the_file_order_and_are_whole(store_url: str, tmp_path: Path) -> None:
+    """Readers are sent in id order, so ids follow the file across chunks; each new row has
+    its own public id, its mailbox, the import's stamps, and nothing a later state sets."""
+    clock = FakeClock()
+    service = service_on(store_url, tmp_path, clock)
+    order = random.Random(7).sample(range(1000), 45)
+    emails = [f"r{n}.x+tag@gmail.com" if n % 9 == 0 else f"r{n}@example.org" for n in order]
+    lines = [(n, email, "") for n, email in enumerate(emails)]
+    got = list(import_addresses(service, lines, status=ACTIVE, source="file.csv", chunk=20))
+    assert {verdict.result for _, verdict in got} == {ImportResult.ADDED}
+    store: SqlStore = service.store  # type: ignore[assignment]
+    with store.engine.connect() as conn:
+        found = conn.execute(sa.select(subscribers).order_by(subscribers.c.id)).all()
+    store.close()
+    assert [row.email for row in found] == emails
+    assert len({row.public_id for row in found}) == 45 and all(row.public_id for row in found)
+    for row in found:
+        assert row.mailbox == mailbox_key(row.email) and row.source == "file.csv"
+        assert row.created_at == row.updated_at == row.confirmed_at == clock()
+        assert (row.status, row.unsubscribed_at, row.bounce_count) == ("active", None, 0)
+        assert row.frequency == "daily"
 
 
 def test_a_line_that_could_not_be_read_is_refused_with_its_problem_in_its_place(
