@@ -5,7 +5,7 @@ the next message's data (`ports.Connection.send`'s gate), so at any moment at mo
 accepted-but-unrecorded message exists per connection: that is the whole duplicate bound after
 a crash. The commit is made when someone waits for an outcome, not when it arrives: by then the
 outcomes of the other connections have come in too and share the transaction (bench/
-ledger_cost.py: a row costs 35.8 us of CPU alone on SQLite, 21.9 in fours; 172 and 56 us on
+ledger_cost.py: a row costs 35.8 us of CPU alone on SQLite, 21.9 in fours; 223 and 77 us on
 PostgreSQL), while the envelope's round trip overlaps it. One task writes.
 
 Where the commit is CPU in this process (SQLite) it runs on the event loop, blocking it that

@@ -260,6 +260,27 @@ def any_of(
     return column.in_(values)
 
 
+def unnested(
+    table: sa.Table, names: Sequence[str], values: Sequence[list[Any]] | None = None
+) -> sa.Select[Any]:
+    """Rows made of one array a column, unnested (PostgreSQL), in the arrays' order.
+
+    A statement of any number of rows then has one placeholder a column (see `any_of`). The
+    arrays are typed as the table's columns, so a column of nothing but NULLs still has a type.
+    Without `values` each array is a parameter named after its column, bound at every run.
+    """
+    arrays = [
+        sa.bindparam(
+            name if values is None else None,
+            None if values is None else values[n],
+            type_=sa.ARRAY(table.c[name].type),
+        )
+        for n, name in enumerate(names)
+    ]
+    rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
+    return sa.select(*(rows.c[name] for name in names))
+
+
 @functools.lru_cache(maxsize=64)
 def upsert_statement(
     dialect: str,
@@ -267,7 +288,13 @@ def upsert_statement(
     columns: tuple[str, ...],
     keys: tuple[str, ...],
     where: sa.ColumnElement[bool] | None,
+    *,
+    arrays: bool = False,
 ) -> sa.Insert:
+    """The upsert of `upsert_many`; with `arrays` (PostgreSQL) its rows come from one array
+    parameter a column (`unnested`), so one execution writes them all."""
     insert = dialect_insert(dialect, table)
+    if arrays:
+        insert = insert.from_select(columns, unnested(table, columns), include_defaults=False)
     changes = {name: insert.excluded[name] for name in columns if name not in keys}
     return insert.on_conflict_do_update(index_elements=keys, set_=changes, where=where)

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.models import ImportResult, ImportRow, ImportVerdict, SubscriberStatus
-from newsletter.store.engine import any_of, dialect_insert
+from newsletter.store.engine import any_of, dialect_insert, unnested
 from newsletter.store.schema import subscribers, suppressions
 from newsletter.store.subscribers import (
     new_subscriber_values,
@@ -100,23 +100,17 @@ def _insert(
             row.email, new_subscriber_values(row.email, status, source, now, row.mailbox)
         )
     insert = dialect_insert(conn.dialect.name, subscribers)
-    if conn.dialect.name != "postgresql":
-        statement = insert.on_conflict_do_nothing(index_elements=["email"])
-        return set(conn.scalars(statement.returning(subscribers.c.email), list(values.values())))
-    # One array a column, unnested into rows in the file's order (so ids follow the file).
-    # Every row has the same columns: one status, so the same lifecycle stamps.
-    names = list(next(iter(values.values())))
-    columns = [
-        sa.bindparam(
-            None, [row[name] for row in values.values()], type_=sa.ARRAY(subscribers.c[name].type)
-        )
-        for name in names
-    ]
-    unnested = sa.func.unnest(*columns).table_valued(*names).render_derived()
-    rows_in = sa.select(*(unnested.c[name] for name in names))
-    statement = insert.from_select(names, rows_in, include_defaults=False)
-    statement = statement.on_conflict_do_nothing(index_elements=["email"])
-    return set(conn.scalars(statement.returning(subscribers.c.email)))
+    rows_given: list[dict[str, Any]] | None = list(values.values())
+    if conn.dialect.name == "postgresql":
+        # One array a column, unnested into rows in the file's order (so ids follow the file).
+        # Every row has the same columns: one status, so the same lifecycle stamps.
+        names = list(next(iter(values.values())))
+        columns = [[row[name] for row in values.values()] for name in names]
+        rows_in = unnested(subscribers, names, columns)
+        insert = insert.from_select(names, rows_in, include_defaults=False)
+        rows_given = None
+    statement = insert.on_conflict_do_nothing(index_elements=["email"])
+    return set(conn.scalars(statement.returning(subscribers.c.email), rows_given))
 
 
 def _judge(

@@ -6,6 +6,11 @@ statement never changes, so it is compiled once with the store's own dialect and
 DBAPI connection held for the send; values go through the column types' own bind processors,
 so the stored bytes are exactly what the SQLAlchemy path writes.
 
+On PostgreSQL a group is one statement on an autocommit connection: every column one array,
+unnested (`engine.unnested`), so one round trip writes and commits the group. psycopg's
+executemany inside a transaction took three (BEGIN, the rows, COMMIT), and each is the
+client's CPU as well as the wait: bench/ledger_cost.py.
+
 On SQLite the write lock is waited for here, in steps of 50 us to 2 ms, not by SQLite's busy
 handler, whose first wait is a whole millisecond and whose next ones grow to 100 ms. With two
 processes sending, a commit finds the other's lock held (for ~150 us) a few times in a hundred,
@@ -61,8 +66,11 @@ class LedgerSql:
         self.lock_timeout = lock_timeout
         self.issue_id = issue_id
         self.dialect = engine.dialect
+        self.sqlite = self.dialect.name == "sqlite"
         columns = tuple(c.name for c in deliveries.columns)
-        compiled = upsert_statement(self.dialect.name, deliveries, columns, LEDGER_KEY, NOT_SENT)
+        compiled = upsert_statement(
+            self.dialect.name, deliveries, columns, LEDGER_KEY, NOT_SENT, arrays=not self.sqlite
+        )
         self.compiled = compiled.compile(dialect=self.dialect)
         self.processors: list[tuple[str, Callable[[Any], Any] | None]] = [
             (c.name, c.type.bind_processor(self.dialect)) for c in deliveries.columns
@@ -75,10 +83,11 @@ class LedgerSql:
         self.raw = engine.raw_connection()
         self.idle = threading.Lock()  # held by a write, so `close` can see one still running
         self.broken = False
-        self.sqlite = self.dialect.name == "sqlite"
         self.off_loop = not self.sqlite  # ports.LedgerWrite: a server's commit is waited for
         if self.sqlite:  # `_begin` waits for the lock; SQLite's own wait is off meanwhile
             self._pragma("PRAGMA busy_timeout = 0")
+        else:  # a statement is its own transaction: the group's commit needs no round trip
+            self.raw.driver_connection.autocommit = True  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Return the connection, or throw it away if a fault broke it (no reset on a corpse).
@@ -96,6 +105,8 @@ class LedgerSql:
                 else:
                     if self.sqlite:  # the pool's next user gets the engine's own wait back
                         self._pragma(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                    else:  # and its transactions
+                        self.raw.driver_connection.autocommit = False  # type: ignore[union-attr]
                     self.raw.close()
         finally:
             self.idle.release()
@@ -127,6 +138,7 @@ class LedgerSql:
             wait = min(wait * 2, LONGEST_WAIT)
 
     def _params(self, row: dict[str, Any]) -> Any:
+        """One row's parameters (SQLite)."""
         params = {
             name: processor(row[name]) if processor else row[name]
             for name, processor in self.processors
@@ -136,22 +148,31 @@ class LedgerSql:
             return [params[name] for name in self.order]
         return params
 
+    def _arrays(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """A group's parameters as one array a column (PostgreSQL)."""
+        params: dict[str, Any] = {
+            name: [processor(row[name]) for row in rows] if processor else [r[name] for r in rows]
+            for name, processor in self.processors
+        }
+        params.update(self.constants)
+        return params
+
     def __call__(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
         with self.idle:
             self._write(rows, now)
 
     def _write(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
-        values = [self._params(ledger_values(self.issue_id, sid, o, now)) for sid, o in rows]
         cursor = None
         try:
             cursor = self.raw.cursor()
             if self.sqlite:  # autocommit connection: our own write lock
+                values = [self._params(ledger_values(self.issue_id, s, o, now)) for s, o in rows]
                 self._begin(cursor)
-            cursor.executemany(self.compiled.string, values)
-            if self.sqlite:
+                cursor.executemany(self.compiled.string, values)
                 cursor.execute("COMMIT")
             else:
-                self.raw.commit()
+                group = [ledger_values(self.issue_id, s, o, now) for s, o in one_per_reader(rows)]
+                cursor.execute(self.compiled.string, self._arrays(group))
         except Exception as exc:  # the database's own error types: sqlite3 or psycopg
             self.broken = True
             with contextlib.suppress(Exception):  # a dead connection cannot roll back either
@@ -165,3 +186,15 @@ class LedgerSql:
             if cursor is not None:
                 with contextlib.suppress(Exception):
                     cursor.close()
+
+
+def one_per_reader(rows: Sequence[tuple[int, Outcome]]) -> list[tuple[int, Outcome]]:
+    """A group as one statement may write a reader's row once (ON CONFLICT DO UPDATE touches a
+    row at most once a statement), so a reader's outcomes merge as one after another would
+    land: the first SENT is final, else the last counts. In the group's order."""
+    merged: dict[int, Outcome] = {}
+    for subscriber_id, outcome in rows:
+        kept = merged.get(subscriber_id)
+        if kept is None or kept.status is not DeliveryStatus.SENT:
+            merged[subscriber_id] = outcome
+    return list(merged.items())

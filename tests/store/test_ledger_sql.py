@@ -44,11 +44,21 @@ def reference(session: LedgerSql, row: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize("outcome", OUTCOMES, ids=lambda o: o.status.value)
 def test_a_rows_parameters_are_sqlalchemys(store: SqlStore, outcome: Outcome) -> None:
-    issue_id, ids = issue_with_readers(store, 1)
+    """SQLite binds row by row; PostgreSQL binds a group as one array a column."""
+    issue_id, ids = issue_with_readers(store, 2)
     session = LedgerSql(store.engine, issue_id)
     try:
-        row = ledger_values(issue_id, ids[0], outcome, T0)
-        assert session._params(row) == reference(session, row)
+        rows = [ledger_values(issue_id, i, outcome, T0) for i in ids]
+        expected = [reference(session, row) for row in rows]
+        if session.sqlite:
+            assert [session._params(row) for row in rows] == expected
+        else:
+            columns = {c.name for c in deliveries.columns}
+            arrays = {
+                name: [e[name] for e in expected] if name in columns else value
+                for name, value in expected[0].items()
+            }
+            assert session._arrays(rows) == arrays
     finally:
         session.close()
 
@@ -82,3 +92,57 @@ def ledger_rows(store: SqlStore, issue_id: int) -> list[Any]:
     query = sa.select(deliveries).where(deliveries.c.issue_id == issue_id)
     with store.engine.connect() as conn:
         return list(conn.execute(query))
+
+
+# A reader's outcomes within one group, as a retry or a takeover may bring them together.
+SEQUENCES = [
+    [DeliveryStatus.DEFERRED, DeliveryStatus.SENT],
+    [DeliveryStatus.SENT, DeliveryStatus.FAILED],
+    [DeliveryStatus.DEFERRED, DeliveryStatus.FAILED],
+    [DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.SENT, DeliveryStatus.SKIPPED],
+    [DeliveryStatus.SKIPPED, DeliveryStatus.DEFERRED],
+]
+
+
+@pytest.mark.parametrize("before", [None, DeliveryStatus.DEFERRED, DeliveryStatus.SENT])
+@pytest.mark.parametrize("sequence", SEQUENCES, ids=lambda q: "-".join(s.value for s in q))
+def test_one_readers_outcomes_in_one_group_land_as_one_after_another_would(
+    store: SqlStore, sequence: list[DeliveryStatus], before: DeliveryStatus | None
+) -> None:
+    """The reference: the same outcomes recorded one commit at a time. A group written as one
+    statement (PostgreSQL) may touch a row only once, so the group merges them first."""
+    issue_id, (grouped, single, other) = issue_with_readers(store, 3)
+    outcomes = [Outcome(s, f"{n} {s.value}", f"<{n}@x>", n + 1) for n, s in enumerate(sequence)]
+    if before is not None:
+        store.record_outcomes(issue_id, [(grouped, Outcome(before, "earlier")),
+                                         (single, Outcome(before, "earlier"))], T0)  # fmt: skip
+    session = LedgerSql(store.engine, issue_id)
+    try:
+        group = [(grouped, o) for o in outcomes]
+        session([*group[:1], (other, OUTCOMES[0]), *group[1:]], T0)
+    finally:
+        session.close()
+    for outcome in outcomes:
+        store.record_outcomes(issue_id, [(single, outcome)], T0)
+    found = {
+        r.subscriber_id: (r.status, r.detail, r.attempts) for r in ledger_rows(store, issue_id)
+    }
+    assert found[grouped] == found[single]
+    assert found[other] == (DeliveryStatus.SENT.value, OUTCOMES[0].detail, 1)
+
+
+def test_the_ledgers_connection_goes_back_to_the_pool_as_it_came(store: SqlStore) -> None:
+    """On PostgreSQL the ledger's connection commits each statement by itself; whoever takes
+    it from the pool next gets transactions again (a write of theirs must be able to roll back)."""
+    issue_id, ids = issue_with_readers(store, 1)
+    session = LedgerSql(store.engine, issue_id)
+    driver = session.raw.driver_connection
+    session([(ids[0], OUTCOMES[0])], T0)
+    session.close()
+    raw = store.engine.raw_connection()
+    try:
+        assert raw.driver_connection is driver  # the pool's one idle connection
+        if not session.sqlite:
+            assert driver.autocommit is False  # type: ignore[union-attr]
+    finally:
+        raw.close()
