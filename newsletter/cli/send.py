@@ -113,8 +113,8 @@ def _prepare_once(door: Door, settings: Settings) -> int | None:
     from newsletter.pipeline import Run, prepare_shared
 
     with door.store() as store:
-        transport = SmtpTransport(settings.smtp)  # not used: nothing is sent here
-        run = Run(settings, store, transport, door.clock, force=door.args.force)
+        # Nothing is sent here: a transport that can reach no relay says so.
+        run = Run(settings, store, OutboxTransport(), door.clock, force=door.args.force)
         summary, ready = runtime.run(prepare_shared(run, door.args.date, _kind(door)))
         remember_feeds(store, summary, door.clock())
     if not ready:
