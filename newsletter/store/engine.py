@@ -13,7 +13,7 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -261,13 +261,19 @@ def any_of(
 
 
 def unnested(
-    table: sa.Table, names: Sequence[str], values: Sequence[list[Any]] | None = None
+    table: sa.Table,
+    names: Sequence[str],
+    values: Sequence[list[Any]] | None = None,
+    *,
+    constants: Mapping[str, Any] | None = None,
 ) -> sa.Select[Any]:
     """Rows made of one array a column, unnested (PostgreSQL), in the arrays' order.
 
     A statement of any number of rows then has one placeholder a column (see `any_of`). The
     arrays are typed as the table's columns, so a column of nothing but NULLs still has a type.
     Without `values` each array is a parameter named after its column, bound at every run.
+    `constants` (after `names`, in their order) are one value for every row: psycopg writes an
+    array's elements one by one (a regular expression each, to quote it), a value once.
     """
     arrays = [
         sa.bindparam(
@@ -278,7 +284,11 @@ def unnested(
         for n, name in enumerate(names)
     ]
     rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
-    return sa.select(*(rows.c[name] for name in names))
+    same = [
+        sa.bindparam(None, value, type_=table.c[name].type).label(name)
+        for name, value in (constants or {}).items()
+    ]
+    return sa.select(*(rows.c[name] for name in names), *same)
 
 
 @functools.lru_cache(maxsize=64)

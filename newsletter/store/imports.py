@@ -103,11 +103,18 @@ def _insert(
     rows_given: list[dict[str, Any]] | None = list(values.values())
     if conn.dialect.name == "postgresql":
         # One array a column, unnested into rows in the file's order (so ids follow the file).
-        # Every row has the same columns: one status, so the same lifecycle stamps.
-        names = list(next(iter(values.values())))
+        # Every row has the same columns (one status, so the same lifecycle stamps), and most
+        # have one value for the whole chunk (status, source, the stamps): those go once.
+        first = next(iter(values.values()))
+        same = {
+            name: value
+            for name, value in first.items()
+            if name != "email" and all(row[name] == value for row in values.values())
+        }
+        names = [name for name in first if name not in same]
         columns = [[row[name] for row in values.values()] for name in names]
-        rows_in = unnested(subscribers, names, columns)
-        insert = insert.from_select(names, rows_in, include_defaults=False)
+        rows_in = unnested(subscribers, names, columns, constants=same)
+        insert = insert.from_select([*names, *same], rows_in, include_defaults=False)
         rows_given = None
     statement = insert.on_conflict_do_nothing(index_elements=["email"])
     return set(conn.scalars(statement.returning(subscribers.c.email), rows_given))
