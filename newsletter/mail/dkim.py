@@ -166,6 +166,13 @@ def signed_fields(present: Iterable[str]) -> list[str]:
     return fields + [name for name in OVERSIGNED if name in names]
 
 
+def _signing_key(key: DkimKey) -> dkim_fast.PrivateKey:
+    try:
+        return dkim_fast.load_key(key.private)
+    except ValueError as exc:
+        raise DkimError(f"the DKIM key of selector {key.selector!r} cannot sign: {exc}") from None
+
+
 class DkimSigner:
     """Signs finished messages; build it once per run with `from_config`."""
 
@@ -175,7 +182,7 @@ class DkimSigner:
         self.domain = domain
         self.keys = tuple(keys)
         self.clock = clock
-        loaded = [(key.selector, dkim_fast.load_key(key.private)) for key in self.keys]
+        loaded = [(key.selector, _signing_key(key)) for key in self.keys]
         self.fast = dkim_fast.FastSigner(domain, loaded, fields=signed_field_names)
 
     @classmethod
