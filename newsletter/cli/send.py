@@ -113,8 +113,10 @@ def _prepare_once(door: Door, settings: Settings) -> int | None:
     from newsletter.pipeline import Run, prepare_shared
 
     with door.store() as store:
-        # Nothing is sent here: a transport that can reach no relay says so.
-        run = Run(settings, store, OutboxTransport(), door.clock, force=door.args.force)
+        # Nothing is sent here. Not the dry run's transport: should that ever change, its
+        # "250 not sent" would be recorded as delivered, and the reader would never get it.
+        transport = SmtpTransport(settings.smtp)
+        run = Run(settings, store, transport, door.clock, force=door.args.force)
         summary, ready = runtime.run(prepare_shared(run, door.args.date, _kind(door)))
         remember_feeds(store, summary, door.clock())
     if not ready:

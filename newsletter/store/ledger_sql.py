@@ -48,12 +48,21 @@ def ledger_values(
         "issue_id": issue_id,
         "subscriber_id": subscriber_id,
         "status": outcome.status.value,
-        "detail": outcome.detail,
+        "detail": storable(outcome.detail),
         "message_id": outcome.message_id,
         "attempts": outcome.attempts,
         "next_attempt": outcome.next_attempt,
         "updated_at": now,
     }
+
+
+def storable(text: str) -> str:
+    """A relay's reply as text both databases keep. PostgreSQL refuses a NUL in text and a
+    lone surrogate (how undecodable reply bytes arrive), and one such reply among a group of
+    outcomes failed the group's commit and so stopped the send: a hostile relay's whim."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 class LedgerSql:
@@ -83,6 +92,7 @@ class LedgerSql:
         self.raw = engine.raw_connection()
         self.idle = threading.Lock()  # held by a write, so `close` can see one still running
         self.broken = False
+        self.closing = self.given_back = False  # `close` asked; the connection went back
         self.off_loop = not self.sqlite  # ports.LedgerWrite: a server's commit is waited for
         if self.sqlite:  # `_begin` waits for the lock; SQLite's own wait is off meanwhile
             self._pragma("PRAGMA busy_timeout = 0")
@@ -90,26 +100,38 @@ class LedgerSql:
             self.raw.driver_connection.autocommit = True  # type: ignore[union-attr]
 
     def close(self) -> None:
-        """Return the connection, or throw it away if a fault broke it (no reset on a corpse).
+        """Return the connection, or throw it away if a fault broke it (no reset on a corpse)
+        or its settings cannot be put back (the pool's next user must get the engine's own).
 
         A write still running in the ledger's thread (a second Ctrl-C cut short the wait for
-        it) keeps the connection: closing it under the write could break the commit, and the
-        process is on its way out, which closes it after the write.
+        it) keeps the connection until it ends, and gives it back then: closing it under the
+        write could break the commit.
         """
+        self.closing = True
         if not self.idle.acquire(blocking=False):
             return
         try:
-            with contextlib.suppress(Exception):
-                if self.broken:
-                    self.raw.invalidate()
-                else:
-                    if self.sqlite:  # the pool's next user gets the engine's own wait back
-                        self._pragma(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                    else:  # and its transactions
-                        self.raw.driver_connection.autocommit = False  # type: ignore[union-attr]
-                    self.raw.close()
+            self._give_back()
         finally:
             self.idle.release()
+
+    def _give_back(self) -> None:
+        if self.given_back:
+            return
+        self.given_back = True
+        if not self.broken:
+            try:
+                if self.sqlite:  # the pool's next user gets the engine's own wait back
+                    self._pragma(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                else:  # and its transactions
+                    self.raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+            except Exception:  # a connection mid-statement or gone: nobody gets it back
+                self.broken = True
+        with contextlib.suppress(Exception):
+            if self.broken:
+                self.raw.invalidate()
+            else:
+                self.raw.close()
 
     def _pragma(self, statement: str) -> None:
         cursor = self.raw.cursor()
@@ -159,20 +181,27 @@ class LedgerSql:
 
     def __call__(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
         with self.idle:
-            self._write(rows, now)
+            try:
+                self._write(rows, now)
+            finally:
+                if self.closing:  # `close` came while this write ran
+                    self._give_back()
 
     def _write(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
+        if self.sqlite:  # built before the write: a fault of ours is not the store's
+            values = [self._params(ledger_values(self.issue_id, s, o, now)) for s, o in rows]
+        else:
+            group = [ledger_values(self.issue_id, s, o, now) for s, o in one_per_reader(rows)]
+            arrays = self._arrays(group)
         cursor = None
         try:
             cursor = self.raw.cursor()
             if self.sqlite:  # autocommit connection: our own write lock
-                values = [self._params(ledger_values(self.issue_id, s, o, now)) for s, o in rows]
                 self._begin(cursor)
                 cursor.executemany(self.compiled.string, values)
                 cursor.execute("COMMIT")
             else:
-                group = [ledger_values(self.issue_id, s, o, now) for s, o in one_per_reader(rows)]
-                cursor.execute(self.compiled.string, self._arrays(group))
+                cursor.execute(self.compiled.string, arrays)
         except Exception as exc:  # the database's own error types: sqlite3 or psycopg
             self.broken = True
             with contextlib.suppress(Exception):  # a dead connection cannot roll back either

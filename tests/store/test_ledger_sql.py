@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
+from newsletter.errors import StoreError
 from newsletter.models import DeliveryStatus, Outcome
 from newsletter.store import SqlStore
-from newsletter.store.ledger_sql import LedgerSql, ledger_values
+from newsletter.store.ledger_sql import LedgerSql, ledger_values, one_per_reader, storable
 from newsletter.store.schema import deliveries
 from tests.support.clock import T0
 from tests.support.lease_harness import issue_with_readers
@@ -101,6 +104,7 @@ SEQUENCES = [
     [DeliveryStatus.DEFERRED, DeliveryStatus.FAILED],
     [DeliveryStatus.FAILED, DeliveryStatus.DEFERRED, DeliveryStatus.SENT, DeliveryStatus.SKIPPED],
     [DeliveryStatus.SKIPPED, DeliveryStatus.DEFERRED],
+    [DeliveryStatus.SENT, DeliveryStatus.SENT],  # the first one's detail stays
 ]
 
 
@@ -144,5 +148,84 @@ def test_the_ledgers_connection_goes_back_to_the_pool_as_it_came(store: SqlStore
         assert raw.driver_connection is driver  # the pool's one idle connection
         if not session.sqlite:
             assert driver.autocommit is False  # type: ignore[union-attr]
+    finally:
+        raw.close()
+
+
+@given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from(list(DeliveryStatus))), max_size=12))
+def test_merging_a_group_is_applying_it_in_order(group: list[tuple[int, DeliveryStatus]]) -> None:
+    """The model: each outcome in turn, unless the reader's row already says SENT."""
+    rows = [(reader, Outcome(status, f"#{n}")) for n, (reader, status) in enumerate(group)]
+    model: dict[int, Outcome] = {}
+    for reader, outcome in rows:
+        if reader not in model or model[reader].status is not DeliveryStatus.SENT:
+            model[reader] = outcome
+    merged = one_per_reader(rows)
+    assert dict(merged) == model
+    assert [reader for reader, _ in merged] == list(dict.fromkeys(r for r, _ in rows))
+
+
+HOSTILE = [
+    '{a,"b"}\\',
+    "NULL",
+    "null",
+    " x ",
+    ",",
+    "\u00a0\u2003",
+    "",
+    "550 {}",
+    "a\x00b",
+    "bad \udcff byte",
+    "\ud800",
+    "é" * 300,
+]
+
+
+def test_any_reply_text_is_kept_and_never_stops_the_write(store: SqlStore) -> None:
+    """A relay's reply is free text; a NUL or an undecodable byte (a lone surrogate here) is
+    what PostgreSQL refuses, and one of them failed a whole group's commit."""
+    issue_id, ids = issue_with_readers(store, len(HOSTILE))
+    outcomes = [
+        Outcome(DeliveryStatus.DEFERRED, text, f"<{n}@x>", 1) for n, text in enumerate(HOSTILE)
+    ]
+    session = LedgerSql(store.engine, issue_id)
+    try:
+        session(list(zip(ids, outcomes, strict=True)), T0)
+    finally:
+        session.close()
+    found = {r.subscriber_id: r.detail for r in ledger_rows(store, issue_id)}
+    assert [found[i] for i in ids] == [storable(text) for text in HOSTILE]
+    assert storable("a\x00b") == "a\ufffdb" and storable("\ud800") == "?"
+    assert [storable(t) for t in HOSTILE[:9]] == [*HOSTILE[:8], "a\ufffdb"]
+
+
+def test_a_group_with_an_unknown_reader_writes_none_of_it(store: SqlStore) -> None:
+    """One statement: all of the group or none (executemany under autocommit would keep the
+    rows before the bad one). The connection it failed on is thrown away."""
+    issue_id, ids = issue_with_readers(store, 2)
+    session = LedgerSql(store.engine, issue_id)
+    with pytest.raises(StoreError, match="recording outcomes"):
+        session([(ids[0], OUTCOMES[0]), (10_000, OUTCOMES[0]), (ids[1], OUTCOMES[0])], T0)
+    assert session.broken
+    session.close()
+    assert ledger_rows(store, issue_id) == []
+
+
+def test_a_close_during_a_write_gives_the_connection_back_when_the_write_ends(
+    store: SqlStore,
+) -> None:
+    issue_id, ids = issue_with_readers(store, 1)
+    session = LedgerSql(store.engine, issue_id)
+    driver = session.raw.driver_connection
+    with session.idle:  # a write under way
+        session.close()
+        assert not session.given_back
+    session([(ids[0], OUTCOMES[0])], T0)  # the write ends: the connection goes back
+    assert session.given_back
+    raw = store.engine.raw_connection()
+    try:
+        assert raw.driver_connection is driver
+        if not session.sqlite:
+            assert driver.autocommit is False
     finally:
         raw.close()
