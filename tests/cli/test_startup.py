@@ -128,6 +128,30 @@ def test_the_ciphers_load_with_the_first_sealed_address_not_at_start() -> None:
     assert "cryptography.hazmat.primitives.ciphers" in loaded
 
 
+@pytest.mark.parametrize("ed25519", [False, True])
+def test_a_signed_sends_signer_loads_without_dkimpy_or_a_dns_library(
+    tmp_path: Path, ed25519: bool
+) -> None:
+    """dkimpy (the reference verifier, which `check` uses to read a published record) pulls in
+    dnspython and PyNaCl: 60-140 ms of a signed send's start. The signer reads its keys with
+    cryptography, and a probe shows it signing without them."""
+    from newsletter.mail.dkim import ED25519, RSA, generate_key
+
+    generate_key("s", RSA, tmp_path / "rsa.pem")
+    generate_key("e", ED25519, tmp_path / "ed.key")
+    second = f"'e', Path({str(tmp_path / 'ed.key')!r})" if ed25519 else "'', None"
+    loaded = loaded_after(
+        "from datetime import UTC, datetime\nfrom pathlib import Path\n"
+        "from newsletter.config import DkimConfig\nfrom newsletter.mail import dkim_signer\n"
+        f"config = DkimConfig('example.com', 's', Path({str(tmp_path / 'rsa.pem')!r}), {second})\n"
+        "sign = dkim_signer(config, lambda: datetime(2026, 11, 28, tzinfo=UTC))\n"
+        "signed = sign(b'From: a@example.com\\r\\nSubject: x\\r\\n\\r\\nbody\\r\\n')\n"
+        "assert signed.count(b'DKIM-Signature:') == (2 if config.ed25519_selector else 1)\n"
+    )
+    assert "newsletter.mail.dkim" in loaded
+    assert not {"dkim", "dns", "nacl"} & loaded
+
+
 def test_a_send_as_cron_starts_it_loads_no_bar_no_http_client_and_no_postgresql_dialect(
     tmp_path: Path,
 ) -> None:
