@@ -3,12 +3,14 @@
 Row by row an import cost ~6 ms an address (a transaction and four statements each: 610 s for
 100,000 on SQLite). Here a chunk costs two set-wise reads, one INSERT ... ON CONFLICT DO NOTHING
 and at most one UPDATE, whatever its size. On SQLite the insert is one multi-row VALUES; on
-PostgreSQL every column goes as one array, unnested (`_insert`), and the reads take arrays too
-(`any_of`): psycopg re-parses a statement of thousands of placeholders on every chunk, and that
-was half of an import's time there. The rules are `add_subscriber`'s
-(`status_after_add`): an erased address (its keyed hash on the list) is refused first, an
-unsubscribed or bounced one is kept as it is, a pending one becomes active only when asked; a
-line repeating an address is judged against what the earlier line made of it.
+PostgreSQL each column that varies goes as one array, unnested, and the rest once (`_insert`),
+and the reads take arrays too (`any_of`): psycopg re-parses a statement of thousands of
+placeholders on every chunk, and that was half of an import's time there.
+
+The rules are `add_subscriber`'s (`status_after_add`): an erased address (its keyed hash on the
+list) is refused first, an unsubscribed or bounced one is kept as it is, a pending one becomes
+active only when asked; a line repeating an address is judged against what the earlier line
+made of it.
 
 On PostgreSQL the known rows are read FOR UPDATE, so an unsubscribe landing between the read
 and the update waits for the import instead of being overwritten by it; another writer may
