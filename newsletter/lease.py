@@ -29,6 +29,9 @@ from newsletter.ports import Store
 
 LEASE_TTL = timedelta(seconds=60)
 TAKEOVER_POLL = 0.5  # seconds between looks at the batches other processes hold
+# Batches planned at a time (`Store.plan_round`): enough for a few processes to claim one each,
+# few enough that planning them (~1 ms a batch of 500) never holds up the first message.
+PLAN_AHEAD = 8
 
 
 def new_owner() -> str:
@@ -58,7 +61,7 @@ class Claims:
 
     A batch is done once it has handed out all its readers *and* every one of them has an
     outcome: marking it done earlier would let another process plan those readers again while
-    they are still on the wire here. A run plans at most one round, before it claims anything.
+    they are still on the wire here. A run starts at most one round, before it claims anything.
     """
 
     store: Store
@@ -73,16 +76,25 @@ class Claims:
     batch_of: dict[int, int] = field(default_factory=dict)  # subscriber id -> batch number
 
     def readers(self, due: Callable[[], datetime | None]) -> Iterator[Subscriber]:
-        """The issue's readers still needing it, batch by batch as this process claims them."""
+        """The issue's readers still needing it, batch by batch as this process claims them.
+
+        Out of batches, a process plans the next few of the round being planned (whoever runs
+        out first does it); a new round it starts only if it has claimed nothing yet and nobody
+        holds a batch of the issue (others, or our own messages in flight, finish theirs).
+        """
         planned = not self.plan
         while True:
             batch = claim_next(self.store, self.issue_id, self.owner, self.clock)
             if batch is None:
-                if planned or self.held or self.store.batch_holders(self.issue_id, self.clock()):
-                    return  # others (or our own messages in flight) finish the round
-                planned = True
-                if not self.store.plan_round(self.issue_id, self.size, due(), self.clock()):
+                start = not (
+                    planned or self.held or self.store.batch_holders(self.issue_id, self.clock())
+                )
+                more = self.store.plan_round(
+                    self.issue_id, self.size, due(), self.clock(), start=start, limit=PLAN_AHEAD
+                )
+                if not more:
                     return
+                planned = True
                 continue
             planned = True
             self.held[batch.number] = batch

@@ -216,11 +216,12 @@ def _stopped_standing(run: Run, issue: Issue, summary: RunSummary) -> None:
     one ("0 readers not reached" of an issue that stopped half-way)."""
     try:
         ledger = lifecycle.standing(run.store, issue)
+        unreached = ledger.unreached
     except StoreError:
         summary.status = None
         return
     summary.counts, summary.status = ledger.counts, IssueStatus.SENDING
-    summary.unreached = ledger.unreached
+    summary.unreached = unreached
 
 
 async def _send_batches(

@@ -89,6 +89,7 @@ class Store(Protocol):
     ) -> None: ...
     def outcome_counts(self, issue_id: int) -> dict[str, int]: ...
     def untried_count(self, issue_id: int) -> int: ...
+    def any_untried(self, issue_id: int) -> bool: ...
     def expire_deferred(self, issue_id: int, now: datetime) -> int: ...
     def expire_untried(self, issue_id: int, now: datetime) -> int: ...
     def ledger_session(self, issue_id: int) -> AbstractContextManager[LedgerWrite]:
@@ -97,7 +98,14 @@ class Store(Protocol):
 
     # reliable delivery: one run per issue, bounces, history
     def plan_round(
-        self, issue_id: int, size: int, retry_due: datetime | None, now: datetime
+        self,
+        issue_id: int,
+        size: int,
+        retry_due: datetime | None,
+        now: datetime,
+        *,
+        start: bool = True,
+        limit: int | None = None,
     ) -> int: ...
     def claim_batch(
         self,

@@ -88,3 +88,36 @@ def test_an_issue_abandoned_unreached_counts_every_reader_it_never_reached(
     assert ended is not None and ended.status is IssueStatus.ABANDONED
     assert store.outcome_counts(issue.id) == {"expired": 3}
     assert lifecycle.standing(store, ended).unreached == 3
+
+
+def test_whether_anyone_is_left_untried_agrees_with_the_count_at_every_step(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    """`settle` asks `any_untried` (found at the first such reader) where `status` counts."""
+    settings = settings_for(tmp_path)
+    made = issue_cutoff(settings, DAY)
+    issue = store.create_issue(settings.name, DAY, made, DIGEST, made)
+    readers = [
+        store.add_subscriber(
+            f"r{n}@example.org", status=ACTIVE, source="t", now=made - timedelta(days=1)
+        )
+        for n in range(3)
+    ]
+    store.add_subscriber("late@example.org", status=ACTIVE, source="t", now=made + timedelta(1))
+
+    def both() -> tuple[bool, int]:
+        return store.any_untried(issue.id), store.untried_count(issue.id)
+
+    assert both() == (True, 3)  # the late sign-up is the next issue's reader
+    later = made + timedelta(hours=1)
+    retry = Outcome(DeliveryStatus.DEFERRED, "451 later", next_attempt=later)
+    store.record_outcome(issue.id, readers[0].id, retry, made)
+    assert both() == (True, 2)  # deferred has been tried
+    store.set_status(readers[1].id, SubscriberStatus.UNSUBSCRIBED, made)
+    assert both() == (True, 1)
+    assert lifecycle.settle(settings, store, issue, made) is IssueStatus.SENDING
+    store.record_outcome(issue.id, readers[2].id, Outcome(DeliveryStatus.SENT, "250 ok"), made)
+    assert both() == (False, 0)
+    assert lifecycle.settle(settings, store, issue, made) is IssueStatus.SENDING  # deferred
+    store.record_outcome(issue.id, readers[0].id, Outcome(DeliveryStatus.SENT, "250 ok"), later)
+    assert lifecycle.settle(settings, store, issue, later) is IssueStatus.SENT

@@ -311,10 +311,10 @@ class Rival:
         assert batch is not None
         self.held.append(batch)
 
-    def plan_round(self, *args: Any) -> int:
+    def plan_round(self, *args: Any, **options: Any) -> int:
         if self.moment == "before planning":
             self.step_in()
-        planned = int(self.store.plan_round(*args))
+        planned = int(self.store.plan_round(*args, **options))
         self.planned = True
         return planned
 
@@ -600,3 +600,111 @@ def test_a_round_cuts_the_readers_still_due_into_batches_of_the_size_by_id(
     rows = batch_rows(store, issue_id)
     assert [(row.low_id, row.high_id) for row in rows.values()] == expected
     assert sorted(rows) == list(range(1, len(expected) + 1))
+
+
+# -- a round planned a few batches at a time, as the senders need them -------------------------
+
+
+def plan_in_pieces(store: SqlStore, issue_id: int, size: int, limit: int) -> list[int]:
+    """Plan the whole round `limit` batches a call; the batches each call planned."""
+    calls = [store.plan_round(issue_id, size, None, T0, limit=limit)]
+    while calls[-1]:
+        calls.append(store.plan_round(issue_id, size, None, T0, start=False, limit=limit))
+    return calls
+
+
+@pytest.mark.parametrize("readers", [1, 9, 10, 11, 30, 31])
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_a_round_planned_a_few_batches_a_call_is_the_round_planned_at_once(
+    store: SqlStore, readers: int, limit: int
+) -> None:
+    issue_id, ids = issue_with_readers(store, readers)
+    done = set(ids[2::5])  # readers with an outcome already are skipped, in pieces as at once
+    for sid in done:
+        store.record_outcome(issue_id, sid, Outcome(DeliveryStatus.SENT, "250"), T0)
+    due = [sid for sid in ids if sid not in done]
+    expected = [(0 if n == 0 else due[n - 1], due[min(n + 10, len(due)) - 1])
+                for n in range(0, len(due), 10)]  # fmt: skip
+    calls = plan_in_pieces(store, issue_id, 10, limit)
+    assert all(planned <= limit for planned in calls) and sum(calls) == len(expected)
+    rows = batch_rows(store, issue_id)
+    assert [(row.low_id, row.high_id) for row in rows.values()] == expected
+    assert sorted(rows) == list(range(1, len(expected) + 1))
+    # Planned to the end: no call plans more, with or without leave to start a round.
+    assert store.plan_round(issue_id, 10, None, T0, start=False, limit=limit) == 0
+    assert store.plan_round(issue_id, 10, None, T0, limit=limit) == 0  # its batches are open
+    assert len(batch_rows(store, issue_id)) == len(expected)
+
+
+def test_the_round_being_planned_goes_on_where_it_stopped_and_the_next_starts_from_the_top(
+    store: SqlStore,
+) -> None:
+    issue_id, ids = issue_with_readers(store, 25)
+    assert store.plan_round(issue_id, 10, None, T0, start=False) == 0  # no round to go on with
+    assert batch_rows(store, issue_id) == {}
+    assert store.plan_round(issue_id, 10, None, T0, limit=1) == 1
+    batch = claim_next(store, issue_id, ELSEWHERE, FakeClock(T0))
+    assert batch is not None and (batch.low, batch.high) == (0, ids[9])
+    # Its batch is open, yet the round goes on (it is the same round), from where it stopped.
+    assert store.plan_round(issue_id, 10, None, T0, start=False, limit=1) == 1
+    assert store.plan_round(issue_id, 10, None, T0, limit=5) == 1  # the last five readers
+    rows = batch_rows(store, issue_id)
+    assert [(row.low_id, row.high_id) for row in rows.values()] == [
+        (0, ids[9]), (ids[9], ids[19]), (ids[19], ids[24])
+    ]  # fmt: skip
+    # Every reader deferred, every batch done: the next round (due now) starts from the top.
+    now = T0 + timedelta(minutes=5)
+    for sid in ids:
+        store.record_outcome(
+            issue_id, sid, Outcome(DeliveryStatus.DEFERRED, "451", next_attempt=T0), T0
+        )
+    for number in rows:
+        store.claim_batch(issue_id, OTHER, now + LEASE_TTL, now, [ELSEWHERE])
+        store.finish_batch(Batch(issue_id, number, 0, 0), OTHER, now)
+    assert store.plan_round(issue_id, 10, now, now, start=False) == 0  # a new round is a start
+    assert store.plan_round(issue_id, 10, now, now, limit=1) == 1
+    assert (batch_rows(store, issue_id)[4].low_id, batch_rows(store, issue_id)[4].high_id) == (
+        0, ids[9]
+    )  # fmt: skip
+
+
+def test_a_process_plans_a_few_batches_before_its_first_reader_and_the_rest_as_it_goes(
+    store: SqlStore,
+) -> None:
+    count = 2 * lease.PLAN_AHEAD + 3
+    issue_id, ids = issue_with_readers(store, count)
+    clock = FakeClock(T0)
+    claims = Claims(store, issue_id, new_owner(), clock, size=1)
+    readers = claims.readers(lambda: None)
+    first = next(readers)
+    assert first.id == ids[0]
+    assert len(batch_rows(store, issue_id)) == lease.PLAN_AHEAD
+    seen = [first.id]
+    store.record_outcome(issue_id, first.id, Outcome(DeliveryStatus.SENT, "250"), clock())
+    claims.settled(first.id)
+    for reader in islice(readers, 2 * count):
+        seen.append(reader.id)
+        store.record_outcome(issue_id, reader.id, Outcome(DeliveryStatus.SENT, "250"), clock())
+        claims.settled(reader.id)
+    assert seen == ids  # everyone once, in order, over three calls of planning
+    rows = batch_rows(store, issue_id)
+    assert sorted(rows) == list(range(1, count + 1))
+    assert all(row.done_at == clock() for row in rows.values())
+
+
+def test_a_process_that_joins_late_goes_on_with_the_round_another_started(
+    store: SqlStore,
+) -> None:
+    """The first process planned a few batches and holds them; a second, out of batches to
+    claim, plans the next ones instead of leaving them to the first (or to tomorrow)."""
+    issue_id, ids = issue_with_readers(store, 2 * lease.PLAN_AHEAD + 1)
+    first = Claims(store, issue_id, new_owner(), FakeClock(T0), size=1)
+    mine = first.readers(lambda: None)
+    taken = [next(mine).id]
+    for _ in range(lease.PLAN_AHEAD - 1):  # the first holds every batch planned so far
+        batch = claim_next(store, issue_id, ELSEWHERE, FakeClock(T0))
+        assert batch is not None
+    second = Claims(store, issue_id, new_owner(), FakeClock(T0), size=1)
+    theirs = [reader.id for reader in islice(second.readers(lambda: None), 100)]
+    assert theirs == ids[lease.PLAN_AHEAD :]
+    assert taken == ids[:1]

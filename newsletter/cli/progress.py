@@ -13,10 +13,12 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
 from newsletter.compose import ComposedMessage
+from newsletter.errors import StoreError
 from newsletter.models import Outcome
 
 if TYPE_CHECKING:
@@ -28,8 +30,17 @@ LOG_EVERY = 10.0  # seconds between plain progress lines
 class SendProgress:
     """Use as a context manager; pass the instance as `Run.on_outcome`."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, every: float = LOG_EVERY) -> None:
-        self.total = max(total, 0)
+    def __init__(
+        self,
+        total: int | Callable[[], int],
+        stream: TextIO | None = None,
+        every: float = LOG_EVERY,
+    ) -> None:
+        """`total`: the readers, or how to count them. A count is taken when first shown: the
+        first plain line comes `every` seconds in, and a million readers take ~0.1 s to count,
+        which the first message would otherwise wait for."""
+        self._count = total if callable(total) else (lambda: total)
+        self._total: int | None = None
         self.every = every
         self.stream = stream or sys.stderr
         self.counts: Counter[str] = Counter()
@@ -40,6 +51,16 @@ class SendProgress:
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.ticker: threading.Thread | None = None
+
+    @property
+    def total(self) -> int:
+        """The readers to send to; 0 when the store could not say (the lines then show none)."""
+        if self._total is None:
+            try:
+                self._total = max(self._count(), 0)
+            except StoreError:
+                self._total = 0
+        return self._total
 
     def __enter__(self) -> SendProgress:
         if self.stream.isatty() and self.total:
@@ -81,6 +102,8 @@ class SendProgress:
         done = sum(self.counts.values())
         counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
         rate = self.rate()
+        if not self.total:
+            return f"{done} {counts} {rate:.0f} msg/s"
         left = (self.total - done) / rate if rate and self.total > done else 0.0
         return f"{done}/{self.total} {counts} {rate:.0f} msg/s, about {left:.0f} s left"
 

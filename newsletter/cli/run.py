@@ -32,7 +32,7 @@ from newsletter.clock import Clock
 from newsletter.config import Settings
 from newsletter.mail import dkim_signer
 from newsletter.mail.smtp import SmtpTransport
-from newsletter.models import Frequency, RunSummary, SubscriberStatus
+from newsletter.models import Frequency, RunSummary
 from newsletter.ports import Signer, Store, Transport
 from newsletter.store import SqlStore
 
@@ -90,9 +90,8 @@ class IssueSender:
             self.settings, self.store, self.transport, self.clock,
             stop_event=self.stop, sign=self.sign,
         )  # fmt: skip
-        total = self.store.count_by_status()[SubscriberStatus.ACTIVE]
         started = time.perf_counter()  # the run's duration, for the send rate
-        with SendProgress(total) as progress:
+        with SendProgress(lambda: self.store.count_active(kind)) as progress:
             run.on_outcome = progress
             summary, _ = await run_issue(run, issue_date, kind)
         print(format_summary(self.settings, summary), flush=True)

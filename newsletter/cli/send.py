@@ -21,7 +21,7 @@ from newsletter.errors import ConfigError
 from newsletter.mail import dkim_signer
 from newsletter.mail.outbox import OutboxTransport
 from newsletter.mail.smtp import SmtpTransport
-from newsletter.models import Digest, Frequency, RunSummary, SubscriberStatus
+from newsletter.models import Digest, Frequency, RunSummary
 from newsletter.ports import Store, Transport
 
 if TYPE_CHECKING:  # the send's weight (render, feeds) loads when a send starts, not for `status`
@@ -91,10 +91,10 @@ def cmd_send(door: Door) -> int:
             summary = runtime.run(send_test_copy(run, address, args.date, _kind(door)))
             digest = None
         else:
-            total = store.count_by_status()[SubscriberStatus.ACTIVE]
-            with SendProgress(total) as progress:
+            kind = _kind(door)
+            with SendProgress(lambda: store.count_active(kind)) as progress:
                 run.on_outcome = progress
-                summary, digest = runtime.run(_until_signalled(run, args.date, _kind(door)))
+                summary, digest = runtime.run(_until_signalled(run, args.date, kind))
             remember_feeds(store, summary, door.clock())  # the dashboard's feed health
         if args.dry_run and digest is not None:
             files = _preview(run, store, digest, summary)

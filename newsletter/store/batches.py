@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -29,33 +30,49 @@ class BatchMixin:
         raise NotImplementedError
 
     def plan_round(
-        self, issue_id: int, size: int, retry_due: datetime | None, now: datetime
+        self,
+        issue_id: int,
+        size: int,
+        retry_due: datetime | None,
+        now: datetime,
+        *,
+        start: bool = True,
+        limit: int | None = None,
     ) -> int:
-        """Cut the readers still needing the issue into batches of `size`; return how many.
+        """Cut the next readers still needing the issue into at most `limit` batches of `size`
+        (all of them with None); return how many.
 
-        Nothing is planned while a batch of the issue is open (not done): one round at a time.
+        A round is planned a few batches at a time, as the senders run out of batches, so the
+        first message does not wait for the whole list to be cut: `issues.plan_cursor` holds the
+        last id planned and is cleared once the round's last reader is in a batch. A call goes
+        on with the round being planned; with none, it starts a new round (from the first
+        reader) only with `start` and while no batch of the issue is open: one round at a time.
         """
         with self._write("plan_round") as conn:
-            _lock_issue(conn, issue_id)
-            open_batches = sa.select(sa.func.count()).where(
-                batches.c.issue_id == issue_id, batches.c.done_at.is_(None)
-            )
-            if conn.scalar(open_batches):
-                return 0
-            first = conn.scalar(
-                sa.select(sa.func.coalesce(sa.func.max(batches.c.number), 0)).where(
-                    batches.c.issue_id == issue_id
+            cursor = _lock_issue(conn, issue_id)
+            if cursor is None:
+                if not start or conn.scalar(_open_batches(issue_id)):
+                    return 0
+                cursor = 0
+            number = int(
+                conn.scalar(
+                    sa.select(sa.func.coalesce(sa.func.max(batches.c.number), 0)).where(
+                        batches.c.issue_id == issue_id
+                    )
                 )
+                or 0
             )
-            number, low, planned = int(first or 0), 0, 0
             unsettled = self._unsettled(issue_id, retry_due)
-            while True:  # keyset pages: the database finds each page's last id, in its index
+            low, planned, ended = cursor, 0, False
+            while not ended and (limit is None or planned < limit):
                 after = sa.select(subscribers.c.id).where(unsettled, subscribers.c.id > low)
+                # keyset pages: the database finds each page's last id, in its index
                 high = conn.scalar(after.order_by(subscribers.c.id).offset(size - 1).limit(1))
                 if high is None:  # fewer than `size` left: the last page ends at the last one
+                    ended = True
                     high = conn.scalar(sa.select(sa.func.max(after.subquery().c.id)))
-                if high is None:
-                    return planned
+                    if high is None:
+                        break
                 number = number + 1
                 conn.execute(
                     sa.insert(batches).values(
@@ -63,6 +80,13 @@ class BatchMixin:
                     )
                 )
                 low, planned = high, planned + 1
+            # A full last page may not be the round's last: the next call looks, and ends it.
+            conn.execute(
+                sa.update(issues)
+                .where(issues.c.id == issue_id)
+                .values(plan_cursor=None if ended else low)
+            )
+            return planned
 
     def claim_batch(
         self,
@@ -144,11 +168,19 @@ class BatchMixin:
             return int(conn.scalar(query) or 0)
 
 
-def _lock_issue(conn: Connection, issue_id: int) -> None:
-    query = sa.select(issues.c.id).where(issues.c.id == issue_id)
+def _lock_issue(conn: Connection, issue_id: int) -> int | None:
+    """Lock the issue's row for this transaction; return its plan cursor."""
+    query = sa.select(issues.c.plan_cursor).where(issues.c.id == issue_id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
-    conn.execute(query)
+    cursor = conn.scalar(query)
+    return None if cursor is None else int(cursor)
+
+
+def _open_batches(issue_id: int) -> sa.Select[Any]:
+    return sa.select(sa.func.count()).where(
+        batches.c.issue_id == issue_id, batches.c.done_at.is_(None)
+    )
 
 
 def _owned(batch: Batch, owner: str) -> sa.Update:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 from newsletter.errors import StoreError
 from newsletter.store.engine import writer
 
-HEAD = "0010"
+HEAD = "0011"
 SCRIPTS = Path(__file__).with_name("migrations")
 # The pre-Alembic version table and which revision each of its versions equals.
 LEGACY_TABLE = "schema_version"

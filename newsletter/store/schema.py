@@ -119,6 +119,9 @@ issues = sa.Table(
     # Unused since batches (0006) took over the lease; kept so SQLite needs no table rebuild.
     sa.Column("claimed_by", sa.Text),
     sa.Column("claimed_until", UtcDateTime),
+    # The round being planned (store.batches): the last subscriber id already cut into a batch;
+    # NULL when no round is being planned.
+    sa.Column("plan_cursor", sa.Integer),
     # One issue per newsletter and day: this is what makes two concurrent runs safe.
     sa.UniqueConstraint("newsletter", "issue_date"),
 )

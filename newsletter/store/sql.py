@@ -228,6 +228,12 @@ class SqlStore(
         with self.engine.connect() as conn:
             return int(conn.scalar(query.where(self._unsettled(issue_id, None))) or 0)
 
+    def any_untried(self, issue_id: int) -> bool:
+        """Whether `untried_count` would be above zero, found at the first such reader."""
+        query = sa.select(sa.exists().where(self._unsettled(issue_id, None)))
+        with self.engine.connect() as conn:
+            return bool(conn.scalar(query))
+
     def expire_deferred(self, issue_id: int, now: datetime) -> int:
         """Make the issue's deferred rows final (`expired`); return how many there were."""
         query = (
