@@ -24,6 +24,16 @@ TITLE_MAX = 300  # characters; cut at a word with "…"
 LINK_MAX = 2_000  # characters; a longer link is dropped and the article shown unlinked
 
 
+def storable(text: str) -> str:
+    """Text from outside as both databases keep it. PostgreSQL refuses a NUL in text, and
+    neither encodes a lone surrogate (how undecodable bytes arrive from a relay's reply or a
+    mail header, and what JSON's \\udcff gives): one such string failed a whole transaction,
+    a group of ledger rows or a provider's webhook request, and so lost the rest with it."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
 def new_public_id() -> str:
     """A subscriber's name in every link we mail: 16 random bytes as 22 URL-safe characters.
 

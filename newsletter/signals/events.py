@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from newsletter.models import storable
+
 DETAIL_MAX = 300
 KEY_MAX = 200
 _ADDRESS = re.compile(r"[^\s<>\"'(),;:@]+@[^\s<>\"'(),;:@]+")
@@ -45,6 +47,13 @@ class Signal:
     def __post_init__(self) -> None:
         if not self.event_key or len(self.event_key) > KEY_MAX:
             raise ValueError(f"event key must be 1-{KEY_MAX} characters: {self.event_key!r}")
+        # A report is anyone's text (a bounce from any mail server, a provider's JSON, which
+        # may spell a NUL or a lone surrogate): made storable once, here, so that no lookup
+        # or write of it fails the request and every other report in it.
+        for name in ("event_key", "recipient", "detail"):
+            object.__setattr__(self, name, storable(getattr(self, name)))
+        for name in ("message_ids", "verp"):
+            object.__setattr__(self, name, tuple(storable(v) for v in getattr(self, name)))
 
 
 def message_id_candidates(values: Iterable[object]) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from newsletter.errors import StoreError
-from newsletter.models import DeliveryStatus, Outcome
+from newsletter.models import DeliveryStatus, Outcome, storable
 from newsletter.store.engine import BUSY_TIMEOUT_MS, upsert_statement
 from newsletter.store.schema import deliveries
 
@@ -54,15 +54,6 @@ def ledger_values(
         "next_attempt": outcome.next_attempt,
         "updated_at": now,
     }
-
-
-def storable(text: str) -> str:
-    """A relay's reply as text both databases keep. PostgreSQL refuses a NUL in text and a
-    lone surrogate (how undecodable reply bytes arrive), and one such reply among a group of
-    outcomes failed the group's commit and so stopped the send: a hostile relay's whim."""
-    if text.isascii() and "\x00" not in text:
-        return text
-    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 class LedgerSql:

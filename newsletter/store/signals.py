@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from newsletter.models import DeliveryStatus, FeedReport, SubscriberStatus
+from newsletter.models import DeliveryStatus, FeedReport, SubscriberStatus, storable
 from newsletter.store.engine import dialect_insert
 from newsletter.store.ledger import count_hard_bounce
 from newsletter.store.schema import (
@@ -290,7 +290,7 @@ def _first_time(conn: Connection, provider: str, key: str, now: datetime) -> boo
     """Remember the request key; False if it was there already (one atomic statement)."""
     statement = (
         dialect_insert(conn.dialect.name, webhook_keys)
-        .values(provider=provider, request_key=key[:200], seen_at=now)
+        .values(provider=provider, request_key=storable(key[:200]), seen_at=now)
         .on_conflict_do_nothing(index_elements=["provider", "request_key"])
         .returning(webhook_keys.c.request_key)  # rowcount is -1 here on psycopg
     )

@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newsletter.errors import StoreError
-from newsletter.models import DeliveryStatus, Outcome
+from newsletter.models import DeliveryStatus, Outcome, storable
 from newsletter.store import SqlStore
-from newsletter.store.ledger_sql import LedgerSql, ledger_values, one_per_reader, storable
+from newsletter.store.ledger_sql import LedgerSql, ledger_values, one_per_reader
 from newsletter.store.schema import deliveries
 from tests.support.clock import T0
 from tests.support.lease_harness import issue_with_readers

@@ -197,3 +197,30 @@ def test_webhook_keys_are_pruned_after_a_week(store: SqlStore) -> None:
     assert store.prune_webhook_keys(NOW + timedelta(days=6)) == 0
     assert desk.take("mailgun", "token:abc", []).duplicate
     assert store.prune_webhook_keys(NOW + timedelta(days=8)) == 1
+
+
+HOSTILE = ("\x00", "\udcff", "\ud800x", "a\x00\udcffb")
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_a_report_spelling_a_nul_or_a_lone_surrogate_is_kept_with_the_rest_of_its_request(
+    store: SqlStore, text: str
+) -> None:
+    """JSON may spell "\\u0000" and "\\udcff", and a bounce header's undecodable bytes arrive
+    as lone surrogates. PostgreSQL refuses a NUL in text and neither store encodes a lone
+    surrogate: the request's transaction failed, and the good report beside it was lost."""
+    desk, reader, issue = setting(store)
+    odd = signal(
+        f"key{text}", SignalKind.SOFT_BOUNCE, message_ids=(MESSAGE_ID, f"<x{text}@y>"),
+        verp=(f"b{text}@bounce.example.com",), recipient=f"r{text}@example.org",
+        detail=f"452 mailbox{text} full",
+    )  # fmt: skip
+    complaint = signal("fine", SignalKind.COMPLAINT, message_ids=(MESSAGE_ID,))
+    taken = desk.take("ses", f"request{text}", [odd, complaint])
+    assert not taken.duplicate and taken.outcomes == {"soft": 1, "unsubscribed": 1}
+    assert store.signal_tallies([issue]) == {issue: {"soft_bounce": 1, "complaint": 1}}
+    details = [row["detail"] for row in store.recent_signals(5)]
+    assert "452 mailbox" in " ".join(details) and "\x00" not in " ".join(details)
+    # The same request, and the same report, replayed: each is still known as seen.
+    assert desk.take("ses", f"request{text}", [odd]).duplicate
+    assert desk.take("ses", "another", [odd]).outcomes == {"duplicate": 1}
