@@ -453,3 +453,23 @@ def test_an_article_sent_once_never_comes_back_under_its_id(
         del item["url"]
     desk.feed.write_text(json.dumps(feed), encoding="utf-8")
     assert ids(desk.issue(DAY + timedelta(days=1)).articles) == ["b"]
+
+
+@pytest.mark.parametrize("odd", ["\x00", "\udcff", "a\x00\ud800b"])
+def test_an_item_spelling_a_nul_or_a_lone_surrogate_is_selected_once_beside_the_rest(
+    tmp_path: Path, store: SqlStore, odd: str
+) -> None:
+    """A JSON Feed may spell "\\u0000" and "\\udcff" in any string. A lone surrogate failed the
+    whole feed (the sanitizer and the link cleaner encode to UTF-8), and a NUL in an id failed
+    the run on PostgreSQL (entries are keyed by it), a traceback to the operator."""
+    desk = Desk(tmp_path, store)
+    cutoff = desk.cutoff(DAY)
+    desk.publish({f"x{odd}y": cutoff - timedelta(hours=2), "good": cutoff - timedelta(hours=1)})
+    chosen = desk.issue(DAY).articles
+    kept = "".join("\ufffd" if c == "\x00" or "\ud800" <= c <= "\udfff" else c for c in odd)
+    assert ids(chosen) == ["good", f"x{kept}y"]
+    hostile = chosen[1]
+    shown = hostile.title + hostile.content_html + hostile.link + hostile.summary_text
+    assert "\x00" not in shown and not any("\ud800" <= c <= "\udfff" for c in shown)
+    assert hostile.link.startswith("https://ree-news.example.com/x")
+    assert ids(desk.issue(DAY + timedelta(days=1)).articles) == []  # the same id both runs

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from newsletter import clean
 from newsletter.feeds.images import RawImage, choose
-from newsletter.models import LINK_MAX, TITLE_MAX, Article
+from newsletter.models import LINK_MAX, TITLE_MAX, Article, storable
 
 AUTHOR_MAX = 120
 ID_MAX = 500  # a longer guid is kept as its hash: ids are database keys
@@ -129,9 +129,11 @@ def entry_id(guid: str, link: str, title: str, body: str) -> str:
     """The guid exactly as given, else the link, else a content hash; prefixes keep kinds apart.
 
     A guid is an opaque string: it is never resolved against the feed's address, so an
-    article keeps its identity when the feed moves.
+    article keeps its identity when the feed moves. It is a database key, so a NUL in it (a
+    JSON Feed may spell one; PostgreSQL refuses it, and the whole run with it) is kept as
+    U+FFFD: the same guid gives the same id on every run.
     """
-    guid = guid.strip()
+    guid = storable(guid.strip())
     if len(guid) > ID_MAX:
         return f"guid-sha256:{hashlib.sha256(guid.encode()).hexdigest()}"
     if guid:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from newsletter.feeds.entry import RawEntry
 from newsletter.feeds.images import RawImage
 
 VERSION_PREFIX = "https://jsonfeed.org/version/"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse(body: bytes) -> list[RawEntry]:
@@ -53,7 +55,7 @@ def _entry(item: Mapping[str, Any]) -> RawEntry:
         content=content,
         summary=_paragraphs(summary) if summary else "",
         images=tuple(RawImage(url, kind="image") for url in _images(item)),
-        categories=tuple(t for t in _list(item.get("tags")) if isinstance(t, str) and t.strip()),
+        categories=tuple(t for t in map(_string, _list(item.get("tags"))) if t.strip()),
     )
 
 
@@ -67,7 +69,9 @@ def _list(value: object) -> list[object]:
 
 
 def _string(value: object) -> str:
-    return value if isinstance(value, str) else ""
+    """A string field as text; JSON may spell a lone surrogate ("\\udcff"), which has no UTF-8
+    and failed the whole feed in the sanitizer: U+FFFD stands in, as a browser's would."""
+    return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else ""
 
 
 def _id(value: object) -> str:

@@ -219,6 +219,8 @@ def test_a_report_spelling_a_nul_or_a_lone_surrogate_is_kept_with_the_rest_of_it
     taken = desk.take("ses", f"request{text}", [odd, complaint])
     assert not taken.duplicate and taken.outcomes == {"soft": 1, "unsubscribed": 1}
     assert store.signal_tallies([issue]) == {issue: {"soft_bounce": 1, "complaint": 1}}
+    found = store.get_subscriber_by_id(reader)
+    assert found is not None and found.status is SubscriberStatus.UNSUBSCRIBED
     details = [row["detail"] for row in store.recent_signals(5)]
     assert "452 mailbox" in " ".join(details) and "\x00" not in " ".join(details)
     # The same request, and the same report, replayed: each is still known as seen.
