@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import html
 import io
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,26 @@ def parse(body: bytes, content_type: str) -> tuple[list[RawEntry], int]:
     return entries[:MAX_ENTRIES], max(len(entries) - MAX_ENTRIES, 0)
 
 
+# A numeric character reference. One naming a surrogate (&#xD800;) or no character at all
+# (&#x110000;) is not XML, and feedparser's fallback parser then fails on it (encoding it, or
+# in chr()), taking the whole feed with it.
+_CHAR_REF = re.compile(rb"&#([xX][0-9a-fA-F]+|[0-9]+);")
+_REPLACEMENT = b"&#xFFFD;"
+
+
+def _decodable(match: re.Match[bytes]) -> bytes:
+    """The reference (in short), or U+FFFD's where it names no character, as a browser does."""
+    digits = match.group(1)
+    hexadecimal = digits[:1] in (b"x", b"X")
+    number = (digits[1:] if hexadecimal else digits).lstrip(b"0") or b"0"
+    if len(number) > 8:  # past U+10FFFF either way (and int() refuses 4,300 digits)
+        return _REPLACEMENT
+    code = int(number, 16 if hexadecimal else 10)
+    if 0xD800 <= code <= 0xDFFF or code > 0x10FFFF:
+        return _REPLACEMENT
+    return b"&#x%X;" % code  # without its leading zeros, which feedparser's int() counts
+
+
 def _is_json(body: bytes, content_type: str) -> bool:
     kind = content_type.partition(";")[0].strip().lower()
     if kind in JSON_TYPES:
@@ -46,6 +67,7 @@ def _is_json(body: bytes, content_type: str) -> bool:
 
 def _parse_xml(body: bytes, content_type: str) -> list[RawEntry]:
     headers = {"content-type": content_type} if content_type else {}
+    body = _CHAR_REF.sub(_decodable, body)
     # A stream, never a str: feedparser would treat a str as a URL or path and open it.
     # Its own sanitizer is off because it unwraps <iframe> or <form> and keeps their content;
     # every HTML field goes through nh3 (clean.sanitize_html) with our policy instead.

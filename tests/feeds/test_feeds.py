@@ -565,3 +565,31 @@ def test_a_feed_url_whose_scheme_is_in_capitals_is_fetched_over_http(server: Fee
     batch = run([feed("Magnets", shouting)])
     assert [r.ok for r in batch.reports] == [True] and len(batch.articles) == 3
     assert server.requests and server.requests[-1].path == "/rss.xml"
+
+
+ODD_REFERENCES = ["&#xD800;", "&#56575;", "&#x110000;", "&#99999999999;"]
+
+
+@pytest.mark.parametrize(
+    "reference", [*ODD_REFERENCES, "&#x" + "0" * 5000 + "41;", "&#" + "0" * 5000 + "65;"]
+)
+def test_a_character_reference_to_no_character_costs_the_feed_nothing(
+    server: FeedServer, reference: str
+) -> None:
+    """A surrogate's or an out-of-range code point's reference is not XML: feedparser's
+    fallback parser failed on it (encoding it, or in chr()) and the feed's good items went
+    with it. It reads as U+FFFD, as in a browser; a NUL's reference (&#0;) as text."""
+    items = (
+        f"<item><title>Odd {reference} one &#0; here</title><guid>odd{reference}&#0;</guid>"
+        f"<link>https://ree-news.example.com/odd?q={reference}</link>"
+        f"<description>Body {reference} text.</description></item>"
+        "<item><title>Good one</title><guid>good</guid><description>Fine.</description></item>"
+    )
+    batch = run([feed("Refs", server.add("/refs.xml", rss(items)))])
+    assert report(batch, "Refs").ok and len(batch.articles) == 2
+    odd = by_title(batch, "Odd")
+    expected = "A" if reference.endswith(("41;", "65;")) else "\ufffd"  # long, valid: kept
+    assert odd.title == f"Odd {expected} one here"
+    assert odd.id == f"odd{expected}\ufffd"  # the NUL kept storable
+    assert odd.summary_text == f"Body {expected} text."
+    assert by_title(batch, "Good").summary_text == "Fine."
