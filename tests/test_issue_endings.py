@@ -19,8 +19,10 @@ from newsletter.models import (
     DeliveryStatus,
     Digest,
     Frequency,
+    Issue,
     IssueStatus,
     Outcome,
+    Subscriber,
     SubscriberStatus,
 )
 from newsletter.store import SqlStore
@@ -36,18 +38,28 @@ def settings_for(tmp_path: Path) -> Settings:
     return load_settings(make_config(tmp_path, [("Sample", str(SAMPLE))], closed_port()))
 
 
-def test_a_closed_issue_counts_its_never_tried_readers_for_good(
-    tmp_path: Path, store: SqlStore
-) -> None:
+def issue_with_readers(
+    tmp_path: Path, store: SqlStore, count: int
+) -> tuple[Settings, Issue, list[Subscriber]]:
+    """The issue of DAY, made at its cutoff, and `count` readers who confirmed the day before."""
     settings = settings_for(tmp_path)
     made = issue_cutoff(settings, DAY)
     issue = store.create_issue(settings.name, DAY, made, DIGEST, made)
-    sent, deferred, *untried = (
+    readers = [
         store.add_subscriber(
             f"r{n}@example.org", status=ACTIVE, source="t", now=made - timedelta(days=1)
         )
-        for n in range(5)
-    )
+        for n in range(count)
+    ]
+    return settings, issue, readers
+
+
+def test_a_closed_issue_counts_its_never_tried_readers_for_good(
+    tmp_path: Path, store: SqlStore
+) -> None:
+    settings, issue, readers = issue_with_readers(tmp_path, store, 5)
+    made = issue.created_at
+    sent, deferred, *untried = readers
     store.record_outcome(issue.id, sent.id, Outcome(DeliveryStatus.SENT, "250 ok"), made)
     later = made + timedelta(hours=30)
     retry = Outcome(DeliveryStatus.DEFERRED, "451 4.3.0 later", next_attempt=later)
@@ -94,15 +106,8 @@ def test_whether_anyone_is_left_untried_agrees_with_the_count_at_every_step(
     tmp_path: Path, store: SqlStore
 ) -> None:
     """`settle` asks `any_untried` (found at the first such reader) where `status` counts."""
-    settings = settings_for(tmp_path)
-    made = issue_cutoff(settings, DAY)
-    issue = store.create_issue(settings.name, DAY, made, DIGEST, made)
-    readers = [
-        store.add_subscriber(
-            f"r{n}@example.org", status=ACTIVE, source="t", now=made - timedelta(days=1)
-        )
-        for n in range(3)
-    ]
+    settings, issue, readers = issue_with_readers(tmp_path, store, 3)
+    made = issue.created_at
     store.add_subscriber("late@example.org", status=ACTIVE, source="t", now=made + timedelta(1))
 
     def both() -> tuple[bool, int]:
