@@ -30,8 +30,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the engine beside this script, not whichever one is installed
@@ -137,6 +139,14 @@ class Store:
         if self.kind == "postgresql":
             self._admin(f'DROP SCHEMA "{self.schema}" CASCADE')
 
+    def watch(self) -> AbstractContextManager[Any]:
+        """One connection that sees each commit as it lands (autocommit), for repeated looks."""
+        if self.kind == "sqlite":
+            return closing(sqlite3.connect(self.path, timeout=30, isolation_level=None))
+        import psycopg
+
+        return psycopg.connect(PG_URL, options=f"-csearch_path={self.schema}", autocommit=True)
+
     def execute(
         self, sql: str, rows: Iterable[tuple[object, ...]] | None = None
     ) -> list[tuple[object, ...]]:
@@ -189,14 +199,18 @@ class SendResult:
 
 
 def first_delivery(store: Store, started: float, process: subprocess.Popen[bytes]) -> float:
-    """Seconds from start until the ledger holds its first row (a message the sink accepted)."""
-    while process.poll() is None:
-        try:
-            if store.execute("SELECT 1 FROM deliveries LIMIT 1"):
-                return time.monotonic() - started
-        except Exception:  # the table may not exist yet, or the database is busy: look again
-            pass
-        time.sleep(0.005)
+    """Seconds from start until the ledger holds its first row (a message the sink accepted).
+
+    It looks every 5 ms on one connection held open: a connection per look made PostgreSQL
+    start a server process every 5 ms, CPU taken from the send being timed on a 2-core box."""
+    with store.watch() as look:
+        while process.poll() is None:
+            try:
+                if look.execute("SELECT 1 FROM deliveries LIMIT 1").fetchall():
+                    return time.monotonic() - started
+            except Exception:  # the database is busy: look again
+                pass
+            time.sleep(0.005)
     return time.monotonic() - started
 
 
