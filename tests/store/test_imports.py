@@ -160,6 +160,28 @@ def test_imported_rows_keep_the_file_order_and_are_whole(store_url: str, tmp_pat
         assert row.frequency == "daily"
 
 
+def test_imported_rows_are_stored_as_one_added_alone_is(store_url: str, tmp_path: Path) -> None:
+    """The import writes its own SQL on SQLite, where time stamps are text compared as text:
+    each column of an imported row is stored exactly as the store's own insert stores it, the
+    same instant in the same spelling, so "since" and "before" queries see both alike."""
+    clock = FakeClock()
+    clock.advance(seconds=0.123456)  # microseconds, which a spelling may drop
+    service = service_on(store_url, tmp_path, clock)
+    store: SqlStore = service.store  # type: ignore[assignment]
+    store.add_subscriber("alone@example.org", status=ACTIVE, source="t", now=clock())
+    rows = [ImportRow("listed@example.org", "listed@example.org", ())]
+    store.import_subscribers(rows, status=ACTIVE, source="t", now=clock())
+    stamps = ("status", "source", "created_at", "updated_at", "confirmed_at", "frequency")
+    raw = sa.select(*(sa.cast(subscribers.c[name], sa.Text) for name in stamps))
+    with store.engine.connect() as conn:
+        alone, listed = (
+            conn.execute(raw.where(subscribers.c.email == email)).one()
+            for email in ("alone@example.org", "listed@example.org")
+        )
+    store.close()
+    assert listed == alone and None not in alone
+
+
 def test_an_address_too_long_for_the_column_is_never_stored_cut_short(
     store_url: str, tmp_path: Path
 ) -> None:
