@@ -33,7 +33,10 @@ _PLAIN = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
-_SPECIAL_USE = tuple(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+# A plain domain (it has a dot) ending in one of the validator's special-use names (RFC
+# 6761): one search instead of two comparisons a name (2.6 -> 0.6 us a line of an import).
+_SPECIAL_NAMES = "|".join(map(re.escape, email_validator.SPECIAL_USE_DOMAIN_NAMES))
+_SPECIAL_USE = re.compile(rf"\.(?:{_SPECIAL_NAMES})\Z")
 
 
 def normalize_address(
@@ -80,7 +83,7 @@ def _plain(candidate: str) -> str | None:
         return None
     if "--" in domain:  # `ab--` labels are IDNA's (RFC 5891 4.2.3.1): the validator judges
         return None
-    if any(domain == name or domain.endswith("." + name) for name in _SPECIAL_USE):
+    if _SPECIAL_USE.search(domain):
         return None
     return f"{local.lower()}@{domain}"
 
