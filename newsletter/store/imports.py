@@ -104,7 +104,7 @@ def _insert(
         )
     # Every row has the same columns (one status, so the same lifecycle stamps), and most
     # have one value for the whole chunk (status, source, the stamps): those go once. The
-    # rest go one array a column (PostgreSQL, unnested) or as one VALUES list (SQLite), in
+    # rest go as one array a column (PostgreSQL, unnested) or as one VALUES list (SQLite), in
     # the file's order, so ids follow the file.
     first = next(iter(values.values()))
     same = {
@@ -128,10 +128,11 @@ def _insert_listed(
 ) -> set[str]:
     """SQLite's insert: the rows as one VALUES list, written as SQLite spells it (columns
     column1, column2, ...) and run as it is. Built by SQLAlchemy, a VALUES list of 3,000 values
-    is compiled anew on every chunk (twice an import's whole time), and bound row by row each
-    constant went through its type's processing on every row (three time stamps a row, a
-    quarter of it); here the constants are processed once. The WHERE is what SQLite asks of an
-    INSERT ... SELECT with an ON CONFLICT clause, which would otherwise parse as a join's ON."""
+    is compiled anew on every chunk (100,000 lines took 24.9 s instead of 13.5), and bound row
+    by row each constant went through its type's processing on every row (three time stamps a
+    row, a quarter of the import); here the constants are processed once. The WHERE is what
+    SQLite asks of an INSERT ... SELECT with an ON CONFLICT clause, which would otherwise parse
+    as a join's ON."""
     dialect = conn.dialect
     constants = []
     for name, value in same.items():
