@@ -13,7 +13,7 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from newsletter.errors import StoreError
+from newsletter.store.arrays import unnested
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
@@ -243,52 +244,6 @@ def dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert(table)
-
-
-def any_of(
-    dialect: str, column: sa.ColumnElement[Any], values: Sequence[Any]
-) -> sa.ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one parameter for them all.
-
-    psycopg finds a statement's placeholders with a regular expression on every run of a
-    statement longer than its cache admits (4 KB or 50 parameters), ~1.5 us a placeholder:
-    half of an import's time on PostgreSQL went there. An array is one placeholder, and the
-    statement's text is the same for any number of values.
-    """
-    if dialect == "postgresql":
-        return column == sa.any_(sa.bindparam(None, list(values), type_=sa.ARRAY(column.type)))
-    return column.in_(values)
-
-
-def unnested(
-    table: sa.Table,
-    names: Sequence[str],
-    values: Sequence[list[Any]] | None = None,
-    *,
-    constants: Mapping[str, Any] | None = None,
-) -> sa.Select[Any]:
-    """Rows made of one array a column, unnested (PostgreSQL), in the arrays' order.
-
-    A statement of any number of rows then has one placeholder a column (see `any_of`). The
-    arrays are typed as the table's columns, so a column of nothing but NULLs still has a type.
-    Without `values` each array is a parameter named after its column, bound at every run.
-    `constants` (after `names`, in their order) are one value for every row: psycopg writes an
-    array's elements one by one (a regular expression each, to quote it), a value once.
-    """
-    arrays = [
-        sa.bindparam(
-            name if values is None else None,
-            None if values is None else values[n],
-            type_=sa.ARRAY(table.c[name].type),
-        )
-        for n, name in enumerate(names)
-    ]
-    rows = sa.func.unnest(*arrays).table_valued(*names).render_derived()
-    same = [
-        sa.bindparam(None, value, type_=table.c[name].type).label(name)
-        for name, value in (constants or {}).items()
-    ]
-    return sa.select(*(rows.c[name] for name in names), *same)
 
 
 @functools.lru_cache(maxsize=64)

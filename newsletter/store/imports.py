@@ -31,7 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from newsletter.models import ImportResult, ImportRow, ImportVerdict, SubscriberStatus
-from newsletter.store.engine import any_of, dialect_insert, unnested
+from newsletter.store.arrays import any_of, unnested
+from newsletter.store.engine import dialect_insert
 from newsletter.store.schema import subscribers, suppressions
 from newsletter.store.subscribers import (
     new_subscriber_values,

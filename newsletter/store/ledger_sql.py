@@ -7,7 +7,7 @@ DBAPI connection held for the send; values go through the column types' own bind
 so the stored bytes are exactly what the SQLAlchemy path writes.
 
 On PostgreSQL a group is one statement on an autocommit connection: every column one array,
-unnested (`engine.unnested`), so one round trip writes and commits the group. psycopg's
+unnested (`arrays.unnested`), so one round trip writes and commits the group. psycopg's
 executemany inside a transaction took three (BEGIN, the rows, COMMIT), and each is the
 client's CPU as well as the wait: bench/ledger_cost.py.
 

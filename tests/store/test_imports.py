@@ -191,7 +191,7 @@ def test_an_address_too_long_for_the_column_is_never_stored_cut_short(
     service = service_on(store_url, tmp_path, FakeClock())
     store: SqlStore = service.store  # type: ignore[assignment]
     long = "x" * 330 + "@example.org"
-    row = ImportRow(long, long, ())
+    row = ImportRow(long, "short@example.org", ())  # a long mailbox would be refused alone
     with contextlib.suppress(sa.exc.DBAPIError):
         store.import_subscribers([row], status=ACTIVE, source="t", now=service.clock())
     with store.engine.connect() as conn:
