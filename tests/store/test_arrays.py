@@ -73,3 +73,11 @@ def test_the_planner_sees_the_array_as_a_value(engine: sa.Engine) -> None:
         plan = conn.exec_driver_sql("EXPLAIN (VERBOSE) " + str(compiled), params).scalars()
         outputs = [line.strip() for line in plan if line.strip().startswith("Output:")]
     assert outputs == ["Output: 3"]
+
+
+def test_no_values_match_nothing_in_a_column_of_any_type(engine: sa.Engine) -> None:
+    number = sa.literal(7, sa.Integer)
+    with engine.connect() as conn:
+        for values in ([], [7], [8]):
+            found = conn.scalars(sa.select(number).where(any_of("postgresql", number, values)))
+            assert list(found) == ([7] if values == [7] else [])
