@@ -12,7 +12,7 @@ array's text itself, every element in quotes, and PostgreSQL parses it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,22 +57,26 @@ def _escaped(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _array(values: Sequence[Any], element: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
-    """Strings as `text_array`; any other values as a list psycopg writes (ids, NULLs), and
-    so no values at all, which are typed as the column's (an empty text[] against an integer
-    column is an error)."""
-    if values and all(type(value) is str for value in values):
+def _array(values: Iterable[Any], element: sa.types.TypeEngine[Any]) -> sa.ColumnElement[Any]:
+    """Strings for a string column as `text_array`; anything else as a list psycopg writes,
+    typed as the column's array (ids, NULLs, no values at all, or strings meant for another
+    type, which the server converts as the column's type says: an empty text[] or '1' as
+    text against an integer column is an error, and a case-insensitive type would compare as
+    text)."""
+    values = list(values)
+    plain = isinstance(element, sa.String) and not isinstance(element, sa.Enum)
+    if plain and values and all(type(value) is str for value in values):
         return text_array(values)
-    return sa.bindparam(None, list(values), type_=sa.ARRAY(element))
+    return sa.bindparam(None, values, type_=sa.ARRAY(element))
 
 
 def any_of(
-    dialect: str, column: sa.ColumnElement[Any], values: Sequence[Any]
+    dialect: str, column: sa.ColumnElement[Any], values: Iterable[Any]
 ) -> sa.ColumnElement[bool]:
     """`column IN (values)`; on PostgreSQL `column = ANY(array)`, one parameter for them all."""
     if dialect == "postgresql":
         return column == sa.any_(_array(values, column.type))
-    return column.in_(values)
+    return column.in_(list(values))
 
 
 def unnested(
