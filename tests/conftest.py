@@ -75,6 +75,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from _postgresql_schema()
 
 
+@pytest.fixture(scope="module")
+def postgresql_url() -> Iterator[str]:
+    """A throwaway PostgreSQL schema shared by a module's tests: what PostgreSQL alone does
+    (Hypothesis runs many examples, so one schema serves them all)."""
+    yield from _postgresql_schema()
+
+
 def _postgresql_schema() -> Iterator[str]:
     """Create a unique schema, yield a URL whose search_path points at it, then drop it."""
     schema = f"test_{uuid.uuid4().hex[:12]}"

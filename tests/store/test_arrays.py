@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from newsletter.store.arrays import any_of, text_array
 from newsletter.store.engine import file_engine, parse_url
-from tests.conftest import _postgresql_schema
 
 HOSTILE = ['"', "\\", '\\"', "{}", '{"a"}', "a,b", " ", "  x  ", "", "NULL", "null", "é", "\t\n"]
 # Whatever psycopg can send as text: no NUL (PostgreSQL's text cannot hold one) and no lone
@@ -24,13 +23,12 @@ names = sa.Table("names", metadata, sa.Column("name", sa.String(320), primary_ke
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[sa.Engine]:
+def engine(postgresql_url: str) -> Iterator[sa.Engine]:
     """The store's own engine, so its driver settings are the ones tested."""
-    for url in _postgresql_schema():
-        created = file_engine(parse_url(url), read_only=False)
-        metadata.create_all(created)
-        yield created
-        created.dispose()
+    created = file_engine(parse_url(postgresql_url), read_only=False)
+    metadata.create_all(created)
+    yield created
+    created.dispose()
 
 
 @settings(max_examples=150, deadline=None)
