@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
+import subprocess
 import time
 from collections import Counter
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.support.smtp_server import SmtpServer
 from tests.support.world import ISSUE_DATE, SECRET, Deployment, deployment
@@ -48,6 +51,40 @@ def everyone_reached_within_the_bound(world: Deployment) -> None:
     doubled = sum(count - 1 for count in received.values())
     assert doubled <= CONNECTIONS, f"{doubled} duplicates, bound is {CONNECTIONS}"
     assert set(world.ledger().values()) == {"sent"}
+
+
+def freeze_between_transactions(process: subprocess.Popen[bytes], store: sa.Engine) -> None:
+    """SIGSTOP `process` at a moment it is in no transaction. Frozen inside one it would hold
+    SQLite's write lock (or PostgreSQL's row locks) and stop every other process: not a live
+    holder of a batch, which is what the freeze stands for, but a store nobody can write to.
+    One CI run in many met that on SQLite (the survivor got nothing out in 60 s)."""
+    for _ in range(200):
+        process.send_signal(signal.SIGSTOP)
+        if not in_a_transaction(store):
+            return
+        process.send_signal(signal.SIGCONT)
+        time.sleep(0.003)
+    raise AssertionError("the process was never caught between transactions")
+
+
+def in_a_transaction(store: sa.Engine) -> bool:
+    """Whether another connection holds a transaction open (here only the frozen process)."""
+    if store.dialect.name == "sqlite":
+        probe = sqlite3.connect(str(store.url.database), timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # the write lock: free unless someone holds it
+            probe.rollback()
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            probe.close()
+    with store.connect() as conn:
+        return bool(conn.scalar(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+            " AND datname = current_database() AND xact_start IS NOT NULL"
+            " AND backend_type = 'client backend'"
+        )))  # fmt: skip
 
 
 def wait_for(condition: object, timeout: float = 20.0) -> None:
@@ -90,7 +127,7 @@ def test_a_process_done_with_its_batches_waits_and_takes_over_a_dead_holders_bat
         victim = world.spawn("--force", "--date", ISSUE_DATE)
         try:
             wait_for(lambda: len(smtp.messages) >= 10)
-            victim.send_signal(signal.SIGSTOP)  # holds its first batch, alive, lease live
+            freeze_between_transactions(victim, world.store.engine)  # holds a batch, lease live
             frozen_at = len(smtp.messages)
             survivor = world.spawn("--force", "--date", ISSUE_DATE)
             # everything but the victim's batch goes out, and the survivor does not leave
