@@ -79,7 +79,7 @@ def test_the_planner_sees_the_array_as_a_value(engine: sa.Engine) -> None:
 def test_values_match_as_the_columns_type_says_whatever_python_type_they_come_as(
     engine: sa.Engine,
 ) -> None:
-    """None, an id, another id, and ids given as text (which the integer column reads as
+    """No values, an id, another id, and ids given as text (which the integer column reads as
     numbers; as text[] they were an error), for an integer column."""
     number = sa.literal(7, sa.Integer)
     with engine.connect() as conn:
