@@ -280,6 +280,33 @@ def test_a_commit_waits_for_a_waiter_and_then_takes_every_outcome_handed_over(
     assert ledger.writes == [ids[:3], ids[3:]]
 
 
+def test_an_outcome_handed_over_one_pass_of_the_loop_after_the_wait_shares_its_commit(
+    store: SqlStore,
+) -> None:
+    """Replies read in the same pass of the loop resume their workers one pass later than the
+    waiter: the writer takes its group a pass after it is woken, so theirs join the commit.
+    One handed over later than that waits for the next commit."""
+    issue_id, ids = issue_with_readers(store, 3)
+    ledger = Ledger(store, issue_id)
+
+    async def body(writer: LedgerWriter) -> None:
+        async def after(passes: int, subscriber_id: int) -> Receipt:
+            for _ in range(passes):
+                await asyncio.sleep(0)
+            return writer.record(subscriber_id, SENT)
+
+        first = await after(3, ids[0])  # by now the writer waits to be woken, as in a send
+        soon = asyncio.ensure_future(after(1, ids[1]))
+        late = asyncio.ensure_future(after(3, ids[2]))
+        await first
+        await (await soon)
+        await (await late)
+
+    run_bounded(with_writer(store, issue_id, ledger, body))
+    assert ledger.writes == [ids[:2], ids[2:]]
+    assert ledger.stored() == {"sent": 3}
+
+
 def test_leaving_the_block_stores_outcomes_nobody_waited_for(store: SqlStore) -> None:
     issue_id, ids = issue_with_readers(store, 2)
     ledger = Ledger(store, issue_id)
