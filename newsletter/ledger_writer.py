@@ -17,9 +17,9 @@ it runs in one thread of its own while the loop goes on sending (1,184 instead o
 The writer takes its group one pass of the loop after it is woken. The replies a pass of the
 loop reads resume their workers together in the next, so the waiter that woke the writer was
 one of several about to hand an outcome over: taken at once, nearly every SQLite commit held
-one outcome (and writes a whole page of the table and of each of its four indexes to the WAL,
-however few it holds). With the pass, two on average, and a send ran 3,844-4,060 instead of 3,612-3,658 msg/s (bench/send_bench.py, 20,000
-readers, one process, three interleaved pairs).
+one outcome (and wrote a whole page of the table and of each of its four indexes to the WAL,
+however few it held). With the pass, two on average, and a send ran 3,844-4,060 instead of
+3,612-3,658 msg/s (bench/send_bench.py, 20,000 readers, one process, three interleaved pairs).
 """
 
 from __future__ import annotations
