@@ -8,11 +8,15 @@ outcomes of the other connections have come in too and share the transaction (be
 ledger_cost.py: a row costs 35.8 us of CPU alone on SQLite, 21.9 in fours; 223 and 77 us on
 PostgreSQL), while the envelope's round trip overlaps it. One task writes.
 
-Where the commit is CPU in this process (SQLite) it runs on the event loop, blocking it that
-long: handing it to a thread cost more than it saved (2,260 instead of 3,200 msg/s,
-bench/send_bench.py, 20,000 readers). Where it waits on a server (PostgreSQL's durable commit)
-it runs in one thread of its own while the loop goes on sending (1,184 instead of 988 msg/s,
-10,000 readers, before commits waited for a waiter), and more outcomes share each commit.
+SQLite's commit is CPU in this process, so its write is a plain call on the event loop,
+blocking it that long: handing it to a thread cost more than it saved (2,260 instead of 3,200
+msg/s, bench/send_bench.py, 20,000 readers). PostgreSQL's waits on the server, so its write is
+awaited (`store.ledger_sql`, psycopg's asyncio connection) and the loop goes on sending
+meanwhile. It used to run in a thread of its own beside the loop: each commit then took two
+hand-overs between threads, 1.09 ms a commit where the statement took 0.67 (medians, 10,000
+readers), and those one-at-a-time commits bounded the send. Awaited, one process sent
+1,720 / 1,814 instead of 1,288 / 1,309 msg/s, 0.40 ms of CPU a message instead of 0.52
+(bench/send_bench.py, 10,000 readers, two interleaved pairs).
 
 The writer takes its group one pass of the loop after it is woken. The replies a pass of the
 loop reads resume their workers together in the next, so the waiter that woke the writer was
@@ -25,15 +29,17 @@ however few it held). With the pass, two on average, and a send ran 3,844-4,060 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from typing import Any
 
 from newsletter.errors import StoreError
 from newsletter.models import Outcome
 
 Rows = Sequence[tuple[int, Outcome]]
+# A group's commit: done when the call returns, or when what it returns is (a server's).
+Write = Callable[[Rows], Awaitable[None] | None]
 
 
 class Receipt:
@@ -54,11 +60,8 @@ class Receipt:
 
 
 class LedgerWriter:
-    def __init__(
-        self, write: Callable[[Rows], None], thread: concurrent.futures.Executor | None = None
-    ) -> None:
+    def __init__(self, write: Write) -> None:
         self.write = write
-        self.thread = thread  # None: the write runs on the event loop
         self.pending: list[tuple[int, Outcome, asyncio.Future[None]]] = []
         self.writing: list[asyncio.Future[None]] = []  # the outcomes of the write under way
         self.wake = asyncio.Event()
@@ -93,10 +96,9 @@ class LedgerWriter:
             rows = [(sid, outcome) for sid, outcome, _ in batch]
             self.writing = [future for *_, future in batch]
             try:
-                if self.thread is None:
-                    self.write(rows)
-                else:
-                    await asyncio.get_running_loop().run_in_executor(self.thread, self.write, rows)
+                done = self.write(rows)
+                if inspect.isawaitable(done):
+                    await done
             except Exception as exc:  # every waiter learns that its row is not stored
                 for future in self.writing:
                     future.set_exception(exc)
@@ -153,29 +155,22 @@ class LedgerWriter:
 
 
 @contextlib.asynccontextmanager
-async def ledger_writer(
-    write: Callable[[Rows], None], *, off_loop: bool = False
-) -> AsyncIterator[LedgerWriter]:
-    """The writer for one send; `off_loop`: each write in a thread of its own (see above)."""
-    with contextlib.ExitStack() as stack:
-        thread = None
-        if off_loop:  # shut down last: a write still running in it ends before we return
-            thread = stack.enter_context(
-                concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ledger")
-            )
-        writer = LedgerWriter(write, thread)
-        task = writer.task = asyncio.create_task(writer.run())
+async def ledger_writer(write: Write) -> AsyncIterator[LedgerWriter]:
+    """The writer for one send. A write cut short by a forced stop is the store's to finish:
+    its session waits for a statement under way before it closes (`store.ledger_sql`)."""
+    writer = LedgerWriter(write)
+    task = writer.task = asyncio.create_task(writer.run())
+    try:
         try:
-            try:
-                yield writer
-            except BaseException:
-                # A send stopped by force or on an error can leave outcomes nobody waited for:
-                # stored all the same if they can be, while the first error goes on up.
-                with contextlib.suppress(Exception):
-                    await writer.flush()
-                raise
-            await writer.flush()  # none are left after a whole send; if one were, it is stored
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            yield writer
+        except BaseException:
+            # A send stopped by force or on an error can leave outcomes nobody waited for:
+            # stored all the same if they can be, while the first error goes on up.
+            with contextlib.suppress(Exception):
+                await writer.flush()
+            raise
+        await writer.flush()  # none are left after a whole send; if one were, it is stored
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -14,7 +14,7 @@ clock, so a dry run is the same code with an outbox transport and a read-only st
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -307,12 +307,12 @@ async def _send(run: Run, phase: Audience, lost: asyncio.Event | None = None) ->
     if issue is None or run.dry_run:
         return await go()
 
-    with run.store.ledger_session(issue.id) as write_rows:
+    async with run.store.ledger_session(issue.id) as write_rows:
 
-        def write(rows: Rows) -> None:
-            write_rows(rows, run.clock())
+        def write(rows: Rows) -> Awaitable[None] | None:
+            return write_rows(rows, run.clock())
 
-        async with ledger_writer(write, off_loop=write_rows.off_loop) as phase.ledger:
+        async with ledger_writer(write) as phase.ledger:
             return await go()
 
 

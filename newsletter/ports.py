@@ -7,7 +7,7 @@ The pipeline is handed implementations of these; it never imports SQLAlchemy or 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager
 from datetime import date, datetime
 from typing import Protocol
 
@@ -26,13 +26,12 @@ from newsletter.models import (
 
 
 class LedgerWrite(Protocol):
-    """Commits one group of outcomes of a send; returns once they are stored."""
+    """Commits one group of outcomes of a send: stored when the call returns, or, where the
+    commit waits on a server (PostgreSQL's), when the awaitable it returns is done."""
 
-    # The commit mostly waits on a server (PostgreSQL's durable commit, ~4 ms): worth a thread
-    # beside the event loop. SQLite's is CPU in this process, cheaper than the hand-over.
-    off_loop: bool
-
-    def __call__(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None: ...
+    def __call__(
+        self, rows: Sequence[tuple[int, Outcome]], now: datetime
+    ) -> Awaitable[None] | None: ...
 
 
 class Store(Protocol):
@@ -92,7 +91,7 @@ class Store(Protocol):
     def any_untried(self, issue_id: int) -> bool: ...
     def expire_deferred(self, issue_id: int, now: datetime) -> int: ...
     def expire_untried(self, issue_id: int, now: datetime) -> int: ...
-    def ledger_session(self, issue_id: int) -> AbstractContextManager[LedgerWrite]:
+    def ledger_session(self, issue_id: int) -> AbstractAsyncContextManager[LedgerWrite]:
         """A fast writer of ledger rows for the length of one send."""
         ...
 

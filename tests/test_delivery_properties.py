@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from newsletter import pool
 from newsletter.errors import StoreError
-from newsletter.ledger_writer import LedgerWriter, Rows, ledger_writer
+from newsletter.ledger_writer import LedgerWriter, Rows, Write, ledger_writer
 from newsletter.models import DeliveryStatus, Outcome
 from newsletter.pool import RateLimiter
 from tests.support.pool_harness import LoopSleeps, run_bounded
@@ -57,23 +57,31 @@ def test_callers_arriving_together_get_slots_one_interval_apart(rate: float, cal
         assert abs(slot - k * interval) <= tolerance
 
 
-@pytest.mark.parametrize("off_loop", [False, True], ids=["on the loop", "in a thread"])
+@pytest.mark.parametrize("awaited", [False, True], ids=["done on the call", "awaited"])
 @PROFILE
 @given(
     bursts=st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=6),
     failing=st.sets(st.integers(min_value=0, max_value=5), max_size=3),
 )
 def test_every_outcome_reaches_exactly_one_write_and_its_waiter_learns_its_fate(
-    bursts: list[int], failing: set[int], off_loop: bool
+    bursts: list[int], failing: set[int], awaited: bool
 ) -> None:
+    """`awaited`: the write returns an awaitable of its commit (a server's), which yields to
+    the loop before it ends; otherwise it commits before it returns (SQLite's)."""
     writes: list[list[int]] = []
     committed: list[int] = []
 
-    def write(rows: Rows) -> None:
+    def commit(rows: Rows) -> None:
         writes.append([subscriber_id for subscriber_id, _ in rows])
         if len(writes) - 1 in failing:
             raise StoreError("the store failed")
         committed.extend(subscriber_id for subscriber_id, _ in rows)
+
+    async def on_the_server(rows: Rows) -> None:
+        await asyncio.sleep(0)
+        commit(rows)
+
+    write: Write = on_the_server if awaited else commit
 
     returned: dict[int, bool] = {}
 
@@ -86,7 +94,7 @@ def test_every_outcome_reaches_exactly_one_write_and_its_waiter_learns_its_fate(
 
     async def scenario() -> None:
         next_id = 0
-        async with ledger_writer(write, off_loop=off_loop) as writer:
+        async with ledger_writer(write) as writer:
             for size in bursts:
                 ids = range(next_id, next_id + size)
                 next_id += size

@@ -12,7 +12,6 @@ import asyncio
 import itertools
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -20,10 +19,11 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from newsletter.compose import ComposedMessage
 from newsletter.errors import ServerRefusedError, StoreError
-from newsletter.ledger_writer import Receipt, Rows, ledger_writer
+from newsletter.ledger_writer import Receipt, Rows, Write, ledger_writer
 from newsletter.mail.smtp import SmtpTransport
 from newsletter.models import Outcome, Recipient
 from newsletter.pool import DeliveryPolicy, deliver
+from newsletter.ports import LedgerWrite
 from newsletter.store import SqlStore
 from tests.support.clock import T0, FakeClock
 from tests.support.config import closed_port
@@ -90,19 +90,19 @@ def readers_messages(ids: list[int]) -> list[ComposedMessage]:
     return out
 
 
-def committing(
-    store: SqlStore, events: Events, fail_at: int = 0
-) -> Callable[[Callable[[Rows, datetime], None]], Callable[[Rows], None]]:
+def committing(store: SqlStore, events: Events, fail_at: int = 0) -> Callable[[LedgerWrite], Write]:
     """The store's ledger write, noting each committed row; write number `fail_at` fails."""
     writes = 0
 
-    def bind(write_rows: Callable[[Rows, datetime], None]) -> Callable[[Rows], None]:
-        def write(rows: Rows) -> None:
+    def bind(write_rows: LedgerWrite) -> Write:
+        async def write(rows: Rows) -> None:
             nonlocal writes
             writes += 1
             if writes == fail_at:
                 raise StoreError("the store failed: disk full")
-            write_rows(rows, T0)
+            done = write_rows(rows, T0)
+            if done is not None:  # a server's commit
+                await done
             for subscriber_id, _ in rows:
                 events.add("commit", subscriber_id)
 
@@ -116,23 +116,25 @@ async def send_through_ledger(
     issue_id: int,
     items: list[ComposedMessage],
     port: int,
-    bind: Callable[[Callable[[Rows, datetime], None]], Callable[[Rows], None]],
+    bind: Callable[[LedgerWrite], Write],
 ) -> dict[str, int]:
-    with store.ledger_session(issue_id) as write_rows:
-        async with ledger_writer(bind(write_rows), off_loop=write_rows.off_loop) as writer:
+    async with (
+        store.ledger_session(issue_id) as write_rows,
+        ledger_writer(bind(write_rows)) as writer,
+    ):
 
-            def record(item: ComposedMessage, outcome: Outcome) -> Receipt:
-                return writer.record(item.recipient.subscriber_id, outcome)
+        def record(item: ComposedMessage, outcome: Outcome) -> Receipt:
+            return writer.record(item.recipient.subscriber_id, outcome)
 
-            config = smtp_config(port)
-            return await deliver(
-                items,
-                SmtpTransport(config),
-                lambda _: SENDER,
-                DeliveryPolicy(connections=1),
-                record,
-                FakeClock(),
-            )
+        config = smtp_config(port)
+        return await deliver(
+            items,
+            SmtpTransport(config),
+            lambda _: SENDER,
+            DeliveryPolicy(connections=1),
+            record,
+            FakeClock(),
+        )
 
 
 @pytest.mark.parametrize("pipelining", [True, False])

@@ -6,8 +6,8 @@ which readers is `store.batches`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -50,8 +50,8 @@ class LedgerMixin:
             ids = [subscriber_id for subscriber_id, _ in rows]
             raise StoreError(f"no issue {issue_id} or no subscriber among {ids}") from exc
 
-    @contextmanager
-    def ledger_session(self, issue_id: int) -> Iterator[LedgerSql]:
+    @asynccontextmanager
+    async def ledger_session(self, issue_id: int) -> AsyncIterator[LedgerSql]:
         """A writer of ledger rows for one send, on a connection held for its duration."""
         if self.read_only:
             raise ReadOnlyStoreError("ledger_session: the store is open read-only (dry run)")
@@ -59,7 +59,7 @@ class LedgerMixin:
         try:
             yield session
         finally:
-            session.close()
+            await session.aclose()
 
     def record_hard_bounce(self, subscriber_id: int, threshold: int, now: datetime) -> bool:
         """Count one permanent "no such user"; mark the address bounced at the threshold."""

@@ -9,7 +9,9 @@ so the stored bytes are exactly what the SQLAlchemy path writes.
 On PostgreSQL a group is one statement on an autocommit connection: every column one array,
 unnested (`arrays.unnested`), so one round trip writes and commits the group. psycopg's
 executemany inside a transaction took three (BEGIN, the rows, COMMIT), and each is the
-client's CPU as well as the wait: bench/ledger_cost.py.
+client's CPU as well as the wait: bench/ledger_cost.py. The connection is psycopg's asyncio
+one, the send's own (opened at its first group, closed with the session): the statement is
+awaited on the event loop, which goes on sending (`ledger_writer`'s docstring has the figures).
 
 On SQLite the write lock is waited for here, in steps of 50 us to 2 ms, not by SQLite's busy
 handler, whose first wait is a whole millisecond and whose next ones grow to 100 ms. With two
@@ -20,11 +22,12 @@ with a probe around the write, two processes, 10,000 signed messages).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -57,7 +60,7 @@ def ledger_values(
 
 
 class LedgerSql:
-    """Writes ledger rows for one issue on a connection held until `close`."""
+    """Writes ledger rows for one issue on a connection held until `aclose`."""
 
     def __init__(
         self, engine: Engine, issue_id: int, *, lock_timeout: float = BUSY_TIMEOUT_MS / 1000
@@ -80,56 +83,44 @@ class LedgerSql:
         every_row = self.compiled.construct_params(dict.fromkeys(columns))
         self.constants = {name: value for name, value in every_row.items() if name not in columns}
         self.order = self.compiled.positiontup  # the "?" order (SQLite); None: by name
-        self.raw = engine.raw_connection()
-        self.idle = threading.Lock()  # held by a write, so `close` can see one still running
         self.broken = False
-        self.closing = self.given_back = False  # `close` asked; the connection went back
-        self.off_loop = not self.sqlite  # ports.LedgerWrite: a server's commit is waited for
+        self.raw: Any = None  # SQLite: a pooled DBAPI connection, held for the send
+        self.server: Any = None  # PostgreSQL: psycopg's AsyncConnection, opened when needed
+        self.statement: asyncio.Task[None] | None = None  # PostgreSQL: the group under way
         if self.sqlite:  # `_begin` waits for the lock; SQLite's own wait is off meanwhile
-            self._pragma("PRAGMA busy_timeout = 0")
-        else:  # a statement is its own transaction: the group's commit needs no round trip
-            self.raw.driver_connection.autocommit = True  # type: ignore[union-attr]
+            self.raw = engine.raw_connection()
+            _pragma(self.raw, "PRAGMA busy_timeout = 0")
+
+    async def aclose(self) -> None:
+        """End the session. A statement still under way (a forced stop cut its waiter short)
+        ends first: the server's connection is not closed under it."""
+        try:
+            if self.statement is not None:
+                await asyncio.wait([self.statement])  # at once if it is done
+                if not self.statement.cancelled():
+                    self.statement.exception()  # seen: whoever still waited was told
+        finally:
+            if self.server is not None:
+                await self.server.close()
+            self.close()
 
     def close(self) -> None:
-        """Return the connection, or throw it away if a fault broke it (no reset on a corpse)
-        or its settings cannot be put back (the pool's next user must get the engine's own).
-
-        A write still running in the ledger's thread (a second Ctrl-C cut short the wait for
-        it) keeps the connection until it ends, and gives it back then: closing it under the
-        write could break the commit.
-        """
-        self.closing = True
-        if not self.idle.acquire(blocking=False):
+        """Return the SQLite connection, or throw it away if a fault broke it (no reset on a
+        corpse) or its wait cannot be put back (the pool's next user must get the engine's).
+        A PostgreSQL session has its own connection, closed by `aclose`."""
+        if self.raw is None:
             return
-        try:
-            self._give_back()
-        finally:
-            self.idle.release()
-
-    def _give_back(self) -> None:
-        if self.given_back:
-            return
-        self.given_back = True
+        raw, self.raw = self.raw, None
         if not self.broken:
             try:
-                if self.sqlite:  # the pool's next user gets the engine's own wait back
-                    self._pragma(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                else:  # and its transactions
-                    self.raw.driver_connection.autocommit = False  # type: ignore[union-attr]
+                _pragma(raw, f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             except Exception:  # a connection mid-statement or gone: nobody gets it back
                 self.broken = True
         with contextlib.suppress(Exception):
             if self.broken:
-                self.raw.invalidate()
+                raw.invalidate()
             else:
-                self.raw.close()
-
-    def _pragma(self, statement: str) -> None:
-        cursor = self.raw.cursor()
-        try:
-            cursor.execute(statement)
-        finally:
-            cursor.close()
+                raw.close()
 
     def _begin(self, cursor: Any) -> None:
         """BEGIN IMMEDIATE, trying again after short waits while another process writes.
@@ -170,32 +161,31 @@ class LedgerSql:
         params.update(self.constants)
         return params
 
-    def __call__(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
-        with self.idle:
-            try:
-                self._write(rows, now)
-            finally:
-                if self.closing:  # `close` came while this write ran
-                    self._give_back()
+    def __call__(
+        self, rows: Sequence[tuple[int, Outcome]], now: datetime
+    ) -> Awaitable[None] | None:
+        """SQLite: the group committed on return. PostgreSQL: an awaitable of its commit; the
+        statement runs as a task of its own, so a waiter cancelled (a forced stop) does not
+        cut it off mid-way, and `aclose` waits for it."""
+        if self.sqlite:
+            self._write_here(rows, now)
+            return None
+        group = [ledger_values(self.issue_id, s, o, now) for s, o in one_per_reader(rows)]
+        arrays = self._arrays(group)  # built before the write: a fault of ours is not the store's
+        self.statement = asyncio.ensure_future(self._execute(arrays))
+        return asyncio.shield(self.statement)
 
-    def _write(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
-        if self.sqlite:  # built before the write: a fault of ours is not the store's
-            values = [self._params(ledger_values(self.issue_id, s, o, now)) for s, o in rows]
-        else:
-            group = [ledger_values(self.issue_id, s, o, now) for s, o in one_per_reader(rows)]
-            arrays = self._arrays(group)
+    def _write_here(self, rows: Sequence[tuple[int, Outcome]], now: datetime) -> None:
+        values = [self._params(ledger_values(self.issue_id, s, o, now)) for s, o in rows]
         cursor = None
         try:
-            cursor = self.raw.cursor()
-            if self.sqlite:  # autocommit connection: our own write lock
-                self._begin(cursor)
-                cursor.executemany(self.compiled.string, values)
-                cursor.execute("COMMIT")
-            else:
-                cursor.execute(self.compiled.string, arrays)
-        except Exception as exc:  # the database's own error types: sqlite3 or psycopg
+            cursor = self.raw.cursor()  # autocommit connection: our own write lock
+            self._begin(cursor)
+            cursor.executemany(self.compiled.string, values)
+            cursor.execute("COMMIT")
+        except Exception as exc:  # sqlite3's own error types
             self.broken = True
-            with contextlib.suppress(Exception):  # a dead connection cannot roll back either
+            with contextlib.suppress(Exception):
                 self.raw.rollback()
             raise StoreError(f"the store failed while recording outcomes: {exc}") from exc
         except BaseException:
@@ -206,6 +196,31 @@ class LedgerSql:
             if cursor is not None:
                 with contextlib.suppress(Exception):
                     cursor.close()
+
+    async def _execute(self, arrays: dict[str, Any]) -> None:
+        try:
+            if self.server is None:
+                self.server = await _connect(self.engine)
+            await self.server.execute(self.compiled.string, arrays)
+        except Exception as exc:  # psycopg's own error types, and a refused connection
+            raise StoreError(f"the store failed while recording outcomes: {exc}") from exc
+
+
+def _pragma(raw: Any, statement: str) -> None:
+    cursor = raw.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+async def _connect(engine: Engine) -> Any:
+    """An autocommit asyncio connection to the engine's server, with the engine's own
+    connection arguments (host, database, options such as the search path)."""
+    import psycopg  # the PostgreSQL driver; a SQLite store never loads it
+
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    return await psycopg.AsyncConnection.connect(*args, autocommit=True, **kwargs)
 
 
 def one_per_reader(rows: Sequence[tuple[int, Outcome]]) -> list[tuple[int, Outcome]]:

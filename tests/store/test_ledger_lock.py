@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -106,41 +106,3 @@ def test_the_sessions_connection_waits_by_itself_and_gives_the_pool_sqlites_wait
     cursor.close()
     session.close()
     assert busy_timeout(store) == BUSY_TIMEOUT_MS
-
-
-def test_closing_while_a_write_still_runs_in_another_thread_leaves_it_the_connection(
-    store: SqlStore,
-) -> None:
-    """A second Ctrl-C can cut short the wait for the ledger's thread: the store then closes
-    the session while a write still runs there. The write must still commit."""
-    issue_id, ids = issue_with_readers(store, 1)
-    session = LedgerSql(store.engine, issue_id, lock_timeout=30)
-    holder = Holder(database(store))  # keeps the write waiting, in its thread
-    failed: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            session([(ids[0], SENT)], T0)
-        except BaseException as exc:  # reported to the test below
-            failed.append(exc)
-
-    writing = threading.Thread(target=write)
-    writing.start()
-    try:
-        assert wait_until(session.idle.locked)
-        session.close()  # returns at once, the connection left to the write
-    finally:
-        holder.release()
-        writing.join(30)
-    assert failed == [] and store.outcome_counts(issue_id) == {"sent": 1}
-    session.close()  # idle now: the connection goes back with SQLite's own wait
-    assert busy_timeout(store) == BUSY_TIMEOUT_MS
-
-
-def wait_until(condition: Callable[[], bool], seconds: float = 10) -> bool:
-    pause = threading.Event()
-    for _ in range(int(seconds / 0.005)):
-        if condition():
-            return True
-        pause.wait(0.005)
-    return condition()

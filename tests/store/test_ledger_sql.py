@@ -7,6 +7,8 @@ back as the SQLAlchemy path's do.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -18,10 +20,12 @@ from hypothesis import strategies as st
 from newsletter.errors import StoreError
 from newsletter.models import DeliveryStatus, Outcome, storable
 from newsletter.store import SqlStore
+from newsletter.store.engine import BUSY_TIMEOUT_MS
 from newsletter.store.ledger_sql import LedgerSql, ledger_values, one_per_reader
 from newsletter.store.schema import deliveries
 from tests.support.clock import T0
 from tests.support.lease_harness import issue_with_readers
+from tests.support.ledger_write import write_group, write_groups
 
 OUTCOMES = [
     Outcome(DeliveryStatus.SENT, "250 2.0.0 Ok: queued as 4Xyz", "<a@ree-news.example.com>", 1),
@@ -69,11 +73,7 @@ def test_a_rows_parameters_are_sqlalchemys(store: SqlStore, outcome: Outcome) ->
 def test_rows_written_on_the_hot_path_read_back_as_the_sqlalchemy_paths(store: SqlStore) -> None:
     issue_id, ids = issue_with_readers(store, 2 * len(OUTCOMES))
     hot, plain = ids[: len(OUTCOMES)], ids[len(OUTCOMES) :]
-    session = LedgerSql(store.engine, issue_id)
-    try:
-        session(list(zip(hot, OUTCOMES, strict=True)), T0)
-    finally:
-        session.close()
+    write_groups(LedgerSql(store.engine, issue_id), list(zip(hot, OUTCOMES, strict=True)), now=T0)
     store.record_outcomes(issue_id, list(zip(plain, OUTCOMES, strict=True)), T0)
     counts = store.outcome_counts(issue_id)
     assert counts == {o.status.value: 2 for o in OUTCOMES}
@@ -120,12 +120,9 @@ def test_one_readers_outcomes_in_one_group_land_as_one_after_another_would(
     if before is not None:
         store.record_outcomes(issue_id, [(grouped, Outcome(before, "earlier")),
                                          (single, Outcome(before, "earlier"))], T0)  # fmt: skip
-    session = LedgerSql(store.engine, issue_id)
-    try:
-        group = [(grouped, o) for o in outcomes]
-        session([*group[:1], (other, OUTCOMES[0]), *group[1:]], T0)
-    finally:
-        session.close()
+    group = [(grouped, o) for o in outcomes]
+    rows = [*group[:1], (other, OUTCOMES[0]), *group[1:]]
+    write_groups(LedgerSql(store.engine, issue_id), rows, now=T0)
     for outcome in outcomes:
         store.record_outcomes(issue_id, [(single, outcome)], T0)
     found = {
@@ -136,20 +133,28 @@ def test_one_readers_outcomes_in_one_group_land_as_one_after_another_would(
 
 
 def test_the_ledgers_connection_goes_back_to_the_pool_as_it_came(store: SqlStore) -> None:
-    """On PostgreSQL the ledger's connection commits each statement by itself; whoever takes
-    it from the pool next gets transactions again (a write of theirs must be able to roll back)."""
+    """SQLite's session holds a pooled connection and gives it back with SQLite's own wait;
+    PostgreSQL's opens one of its own (psycopg's asyncio connection) and closes it at the end:
+    the pool's connections keep their transactions, and none is left open on the server."""
     issue_id, ids = issue_with_readers(store, 1)
+    pool = store.engine.pool
+    held = pool.checkedout()  # type: ignore[attr-defined]
     session = LedgerSql(store.engine, issue_id)
-    driver = session.raw.driver_connection
-    session([(ids[0], OUTCOMES[0])], T0)
-    session.close()
-    raw = store.engine.raw_connection()
-    try:
-        assert raw.driver_connection is driver  # the pool's one idle connection
-        if not session.sqlite:
-            assert driver.autocommit is False  # type: ignore[union-attr]
-    finally:
-        raw.close()
+    driver = session.raw.driver_connection if session.sqlite else None
+    write_groups(session, [(ids[0], OUTCOMES[0])], now=T0)
+    assert pool.checkedout() == held  # type: ignore[attr-defined]
+    assert store.outcome_counts(issue_id) == {"sent": 1}
+    if session.sqlite:
+        raw = store.engine.raw_connection()
+        try:
+            assert raw.driver_connection is driver  # the pool's one idle connection
+            cursor = raw.cursor()
+            assert cursor.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_TIMEOUT_MS
+            cursor.close()
+        finally:
+            raw.close()
+    else:
+        assert session.server is not None and session.server.closed
 
 
 @given(st.lists(st.tuples(st.integers(1, 4), st.sampled_from(list(DeliveryStatus))), max_size=12))
@@ -188,11 +193,7 @@ def test_any_reply_text_is_kept_and_never_stops_the_write(store: SqlStore) -> No
     outcomes = [
         Outcome(DeliveryStatus.DEFERRED, text, f"<{n}@x>", 1) for n, text in enumerate(HOSTILE)
     ]
-    session = LedgerSql(store.engine, issue_id)
-    try:
-        session(list(zip(ids, outcomes, strict=True)), T0)
-    finally:
-        session.close()
+    write_groups(LedgerSql(store.engine, issue_id), list(zip(ids, outcomes, strict=True)), now=T0)
     found = {r.subscriber_id: r.detail for r in ledger_rows(store, issue_id)}
     assert [found[i] for i in ids] == [storable(text) for text in HOSTILE]
     assert storable("a\x00b") == "a\ufffdb" and storable("\ud800") == "?"
@@ -201,31 +202,61 @@ def test_any_reply_text_is_kept_and_never_stops_the_write(store: SqlStore) -> No
 
 def test_a_group_with_an_unknown_reader_writes_none_of_it(store: SqlStore) -> None:
     """One statement: all of the group or none (executemany under autocommit would keep the
-    rows before the bad one). The connection it failed on is thrown away."""
+    rows before the bad one). The next group goes on the same session; SQLite's connection,
+    which the fault may have left in any state, is thrown away at the end, not pooled."""
     issue_id, ids = issue_with_readers(store, 2)
     session = LedgerSql(store.engine, issue_id)
-    with pytest.raises(StoreError, match="recording outcomes"):
-        session([(ids[0], OUTCOMES[0]), (10_000, OUTCOMES[0]), (ids[1], OUTCOMES[0])], T0)
-    assert session.broken
-    session.close()
-    assert ledger_rows(store, issue_id) == []
+    bad = [(ids[0], OUTCOMES[0]), (10_000, OUTCOMES[0]), (ids[1], OUTCOMES[0])]
+    failed: list[StoreError] = []
+
+    async def run() -> None:
+        try:
+            with pytest.raises(StoreError, match="recording outcomes") as caught:
+                await write_group(session, bad, T0)
+            failed.append(caught.value)
+            assert ledger_rows(store, issue_id) == []
+            await write_group(session, [(ids[1], OUTCOMES[0])], T0)
+        finally:
+            await session.aclose()
+
+    asyncio.run(run())
+    assert len(failed) == 1
+    assert [r.subscriber_id for r in ledger_rows(store, issue_id)] == [ids[1]]
+    assert session.broken == session.sqlite
 
 
-def test_a_close_during_a_write_gives_the_connection_back_when_the_write_ends(
-    store: SqlStore,
-) -> None:
+def test_the_end_of_a_session_waits_for_a_statement_under_way(store: SqlStore) -> None:
+    """A forced stop cancels the waiter of a group whose statement the server is running: the
+    statement is not cut off, and the session's end waits for it before it closes the
+    connection. Here another transaction holds the reader's row, so the statement waits."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("a statement under way while the loop runs is PostgreSQL's")
     issue_id, ids = issue_with_readers(store, 1)
+    store.record_outcomes(issue_id, [(ids[0], OUTCOMES[1])], T0)  # deferred: may be updated
     session = LedgerSql(store.engine, issue_id)
-    driver = session.raw.driver_connection
-    with session.idle:  # a write under way
-        session.close()
-        assert not session.given_back
-    session([(ids[0], OUTCOMES[0])], T0)  # the write ends: the connection goes back
-    assert session.given_back
-    raw = store.engine.raw_connection()
+    blocker = store.engine.raw_connection()
+    cursor = blocker.cursor()
+    cursor.execute("SELECT 1 FROM deliveries WHERE subscriber_id = %s FOR UPDATE", (ids[0],))
+    released: list[float] = []
+
+    def release() -> None:
+        blocker.commit()
+        released.append(time.monotonic())
+
+    async def run() -> float:
+        waiter = asyncio.ensure_future(write_group(session, [(ids[0], OUTCOMES[0])], T0))
+        await asyncio.sleep(0.2)
+        assert not waiter.done()  # the row is held
+        waiter.cancel()  # the forced stop
+        asyncio.get_running_loop().call_later(0.3, release)
+        await session.aclose()
+        return time.monotonic()
+
     try:
-        assert raw.driver_connection is driver
-        if not session.sqlite:
-            assert driver.autocommit is False
+        ended = asyncio.run(run())
     finally:
-        raw.close()
+        cursor.close()
+        blocker.close()
+    assert released and ended >= released[0]
+    assert store.outcome_counts(issue_id) == {"sent": 1}
+    assert session.server.closed
