@@ -15,6 +15,7 @@ import asyncio
 import signal
 import sqlite3
 import time
+import uuid
 from collections import Counter
 from contextlib import AbstractContextManager
 from datetime import date, timedelta
@@ -190,6 +191,51 @@ def test_a_full_sqlite_store_mid_send_stops_cleanly_and_the_rerun_mails_everyone
         assert f"issue: sending, {len(AUDIENCE) - recorded} reader(s) not reached" in out, out
         assert send(world, "--date", ISSUE_DATE) == 0
         everyone_once(world, duplicates=CONNECTIONS)
+
+
+@pytest.mark.slow
+def test_a_server_that_cannot_give_the_ledger_a_connection_stops_the_send_before_any_mail(
+    tmp_path: Path, store_url: str
+) -> None:
+    """The ledger's connection is opened before the first message: a role at its connection
+    limit stops the send with the store's error and nothing sent, so nobody is left sent but
+    unrecorded; with the limit lifted the rerun mails everyone once."""
+    if not store_url.startswith("postgresql"):
+        pytest.skip("a server's connection limit is a PostgreSQL case")
+    role = f"ree_limited_{uuid.uuid4().hex[:8]}"
+    url = sa.make_url(store_url)
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1"))
+    try:
+        with SmtpServer() as smtp, world_on(tmp_path, smtp, database_url=store_url) as world:
+            with admin.connect() as conn:
+                for grant in ("USAGE ON SCHEMA", "ALL ON ALL TABLES IN SCHEMA",
+                              "ALL ON ALL SEQUENCES IN SCHEMA"):  # fmt: skip
+                    conn.execute(sa.text(f"GRANT {grant} {schema_of(url)} TO {role}"))
+            plain = url.render_as_string(hide_password=False)
+            limited = url.set(username=role).render_as_string(hide_password=False)
+            world.config.write_text(world.config.read_text().replace(plain, limited))
+            process = world.spawn("--date", ISSUE_DATE)
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 3 and b"Traceback" not in err, (out, err)
+            assert b"the store failed" in out + err
+            assert smtp.messages == [] and world.ledger() == {}
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"ALTER ROLE {role} CONNECTION LIMIT -1"))
+            assert send(world, "--date", ISSUE_DATE) == 0
+            everyone_once(world)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP OWNED BY {role}"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        admin.dispose()
+
+
+def schema_of(url: sa.URL) -> str:
+    """The throwaway schema a test URL's search path names."""
+    options = str(url.query["options"])
+    return options.split("search_path=", 1)[1]
 
 
 @pytest.mark.slow

@@ -57,6 +57,7 @@ class LedgerMixin:
             raise ReadOnlyStoreError("ledger_session: the store is open read-only (dry run)")
         session = LedgerSql(self.engine, issue_id)
         try:
+            await session.open()
             yield session
         finally:
             await session.aclose()

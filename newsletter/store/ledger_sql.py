@@ -42,6 +42,9 @@ LEDGER_KEY = ("issue_id", "subscriber_id")
 # A SENT ledger row is final; one object, so the cached upsert statement is reused.
 NOT_SENT = deliveries.c.status != DeliveryStatus.SENT.value
 FIRST_WAIT, LONGEST_WAIT = 50e-6, 2e-3  # seconds between tries for SQLite's write lock
+# Seconds a forced stop still waits for a PostgreSQL statement under way before cancelling it:
+# less than the scheduler's grace for a stopping send (`scheduler.SHUTDOWN_GRACE`, 20 s).
+LINGER = 10.0
 
 
 def ledger_values(
@@ -91,18 +94,32 @@ class LedgerSql:
             self.raw = engine.raw_connection()
             _pragma(self.raw, "PRAGMA busy_timeout = 0")
 
+    async def open(self) -> None:
+        """PostgreSQL: the session's own connection, before the send's first message. A server
+        that cannot give one (down, at its connection limit) stops the send here, not at the
+        first commit, when every connection's first message would already be out unrecorded."""
+        if not self.sqlite and self.server is None:
+            try:
+                self.server = await _connect(self.engine)
+            except Exception as exc:  # psycopg's own error types
+                raise StoreError(f"the store failed: {exc}") from exc
+
     async def aclose(self) -> None:
         """End the session. A statement still under way (a forced stop cut its waiter short)
-        ends first: the server's connection is not closed under it."""
+        ends first: the server's connection is not closed under it, not even when this wait
+        is cancelled too (`_let_finish`); that cancellation is raised once it is closed."""
+        interrupted = False
         try:
             if self.statement is not None:
-                await asyncio.wait([self.statement])  # at once if it is done
+                interrupted = await _let_finish(self.statement)
                 if not self.statement.cancelled():
                     self.statement.exception()  # seen: whoever still waited was told
         finally:
             if self.server is not None:
                 await self.server.close()
             self.close()
+        if interrupted:
+            raise asyncio.CancelledError
 
     def close(self) -> None:
         """Return the SQLite connection, or throw it away if a fault broke it (no reset on a
@@ -199,11 +216,31 @@ class LedgerSql:
 
     async def _execute(self, arrays: dict[str, Any]) -> None:
         try:
-            if self.server is None:
+            if self.server is None:  # a session used without `open` (a bench, say)
                 self.server = await _connect(self.engine)
             await self.server.execute(self.compiled.string, arrays)
         except Exception as exc:  # psycopg's own error types, and a refused connection
             raise StoreError(f"the store failed while recording outcomes: {exc}") from exc
+
+
+async def _let_finish(statement: asyncio.Task[None]) -> bool:
+    """Wait for the statement; True if this wait was cancelled meanwhile. After a
+    cancellation it waits at most LINGER seconds more, then cancels the statement (psycopg
+    cancels the query on the server) and waits for that: a hung server cannot hold a forced
+    stop for ever, and the connection is never closed under a running statement."""
+    loop = asyncio.get_running_loop()
+    interrupted, deadline = False, None  # the deadline: set by the first cancellation
+    while not statement.done():
+        timeout = None if deadline is None else deadline - loop.time()
+        if timeout is not None and timeout <= 0:
+            statement.cancel()  # then wait, without a limit, for psycopg to wind it down
+            timeout = deadline = None
+        try:
+            await asyncio.wait([statement], timeout=timeout)
+        except asyncio.CancelledError:
+            interrupted = True
+            deadline = deadline or loop.time() + LINGER
+    return interrupted
 
 
 def _pragma(raw: Any, statement: str) -> None:

@@ -8,6 +8,7 @@ back as the SQLAlchemy path's do.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -19,11 +20,12 @@ from hypothesis import strategies as st
 
 from newsletter.errors import StoreError
 from newsletter.models import DeliveryStatus, Outcome, storable
-from newsletter.store import SqlStore
+from newsletter.store import SqlStore, ledger_sql
 from newsletter.store.engine import BUSY_TIMEOUT_MS
 from newsletter.store.ledger_sql import LedgerSql, ledger_values, one_per_reader
 from newsletter.store.schema import deliveries
 from tests.support.clock import T0
+from tests.support.config import closed_port
 from tests.support.lease_harness import issue_with_readers
 from tests.support.ledger_write import write_group, write_groups
 
@@ -260,3 +262,107 @@ def test_the_end_of_a_session_waits_for_a_statement_under_way(store: SqlStore) -
     assert released and ended >= released[0]
     assert store.outcome_counts(issue_id) == {"sent": 1}
     assert session.server.closed
+
+
+def hold_row(store: SqlStore, subscriber_id: int) -> Any:
+    """Another transaction holding a reader's ledger row (FOR UPDATE) until its commit."""
+    holder = store.engine.raw_connection()
+    cursor = holder.cursor()
+    cursor.execute("SELECT 1 FROM deliveries WHERE subscriber_id = %s FOR UPDATE", (subscriber_id,))
+    cursor.close()
+    return holder
+
+
+async def stopped_mid_statement(session: LedgerSql, subscriber_id: int) -> asyncio.Task[None]:
+    """A group whose row another transaction holds, its waiter cancelled (a forced stop), and
+    the session's end under way (returned): it waits for the statement."""
+    await session.open()
+    waiter = asyncio.ensure_future(write_group(session, [(subscriber_id, OUTCOMES[0])], T0))
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    ending = asyncio.ensure_future(session.aclose())
+    await asyncio.sleep(0.1)
+    assert not ending.done()
+    return ending
+
+
+def test_a_cancelled_end_still_lets_the_statement_finish_before_it_closes(
+    store: SqlStore,
+) -> None:
+    """A forced stop twice: the waiter is cancelled, then the session's end too. The
+    statement is still not cut off: the end waits for it, closes, then raises the
+    cancellation; the group is stored."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("a statement under way while the loop runs is PostgreSQL's")
+    issue_id, ids = issue_with_readers(store, 1)
+    store.record_outcomes(issue_id, [(ids[0], OUTCOMES[1])], T0)
+    session = LedgerSql(store.engine, issue_id)
+    holder = hold_row(store, ids[0])
+    released: list[float] = []
+
+    def release() -> None:
+        holder.commit()
+        released.append(time.monotonic())
+
+    async def run() -> tuple[bool, float]:
+        ending = await stopped_mid_statement(session, ids[0])
+        ending.cancel()  # the second forced stop
+        asyncio.get_running_loop().call_later(0.3, release)
+        await asyncio.wait([ending])
+        return ending.cancelled(), time.monotonic()
+
+    try:
+        cancelled, ended = asyncio.run(run())
+    finally:
+        holder.close()
+    assert cancelled
+    assert released and ended >= released[0]
+    assert store.outcome_counts(issue_id) == {"sent": 1}
+    assert session.server.closed
+
+
+def test_a_statement_that_never_ends_is_cancelled_a_while_after_a_forced_stop(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung server cannot hold a forced stop for ever: LINGER seconds after the end was
+    cancelled, the statement is cancelled on the server (nothing of the group is written)
+    and the connection closed."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("a statement under way while the loop runs is PostgreSQL's")
+    monkeypatch.setattr(ledger_sql, "LINGER", 0.3)
+    issue_id, ids = issue_with_readers(store, 1)
+    store.record_outcomes(issue_id, [(ids[0], OUTCOMES[1])], T0)
+    session = LedgerSql(store.engine, issue_id)
+    holder = hold_row(store, ids[0])  # held past the linger
+    backstop = threading.Timer(5, holder.commit)  # were it never cancelled: no hung test
+
+    async def run() -> float:
+        ending = await stopped_mid_statement(session, ids[0])
+        started = time.monotonic()
+        ending.cancel()
+        await asyncio.wait([ending])
+        assert ending.cancelled()
+        return time.monotonic() - started
+
+    backstop.start()
+    try:
+        took = asyncio.run(run())
+    finally:
+        backstop.cancel()
+        backstop.join()
+        holder.commit()
+        holder.close()
+    assert 0.25 <= took < 3
+    assert session.statement is not None and session.statement.done()
+    assert session.server.closed
+    assert store.outcome_counts(issue_id) == {"deferred": 1}  # the group was not written
+
+
+def test_a_server_that_refuses_the_ledgers_connection_fails_the_session_at_its_start() -> None:
+    """Before the first message, not at the first commit (by then every connection's first
+    message would be out and unrecorded)."""
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/test"
+    session = LedgerSql(sa.create_engine(url), 1)
+    with pytest.raises(StoreError, match="the store failed"):
+        asyncio.run(session.open())
+    assert session.server is None
