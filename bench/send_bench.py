@@ -9,9 +9,10 @@ are root; otherwise it falls back to an aiosmtpd sink, whose own speed then caps
 fills a fresh store (a SQLite file, or a throwaway schema on the local PostgreSQL) with N active
 subscribers, runs `newsletter send [--processes N]` of the bundled sample digest into the sink
 (ledger on; with --dkim every message is signed with a fresh RSA-2048 key), then pushes the same
-number of messages of the same size with `smtp-source` into the same sink, and prints both
-rates, their ratio, CPU time per message, the peak memory of the largest process and the time to
-the first message. Only 127.0.0.1 is used.
+number of messages of the same size with `smtp-source` into the same sink (as many sessions as
+one process's connections; with several processes a second run opens as many as all of them
+together), and prints both rates, their ratio, CPU time per message, the peak memory of the
+largest process and the time to the first message. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -348,13 +349,23 @@ def main() -> None:
             finally:
                 store.drop()
         compare = postfix and not args.skip_source
-        source, source_sink = 0.0, 0.0
+        source, source_sink, wide = 0.0, 0.0, 0.0
         if compare:
             source, source_sink = run_source(port, ours.sent, ours.size, args.connections, sink.pid)
+            if args.processes > 1:  # as many sessions as the send's processes held together
+                sessions = args.connections * args.processes
+                wide, _ = run_source(port, ours.sent, ours.size, sessions, sink.pid)
     finally:
         sink.terminate()
         sink.wait(timeout=10)
     report(args, postfix, ours, source, source_sink)
+    if wide:
+        sessions = args.connections * args.processes
+        wide_rate = ours.sent / wide
+        print(
+            f"smtp-source with {sessions} sessions (all the send's connections): "
+            f"{wide_rate:,.0f} msg/s, ratio {ours.sent / ours.seconds / wide_rate:.2f}"
+        )
     for words, seconds in reports.items():
         print(f"newsletter {words}: {seconds:.2f} s")
 
