@@ -10,8 +10,9 @@ On PostgreSQL a group is one statement on an autocommit connection: every column
 unnested (`arrays.unnested`), so one round trip writes and commits the group. psycopg's
 executemany inside a transaction took three (BEGIN, the rows, COMMIT), and each is the
 client's CPU as well as the wait: bench/ledger_cost.py. The connection is psycopg's asyncio
-one, the send's own (opened at its first group, closed with the session): the statement is
-awaited on the event loop, which goes on sending (`ledger_writer`'s docstring has the figures).
+one, the send's own (opened as the session starts, before the first message; closed as it
+ends): the statement is awaited on the event loop, which goes on sending (`ledger_writer`'s
+docstring has the figures).
 
 On SQLite the write lock is waited for here, in steps of 50 us to 2 ms, not by SQLite's busy
 handler, whose first wait is a whole millisecond and whose next ones grow to 100 ms. With two
@@ -88,7 +89,7 @@ class LedgerSql:
         self.order = self.compiled.positiontup  # the "?" order (SQLite); None: by name
         self.broken = False
         self.raw: Any = None  # SQLite: a pooled DBAPI connection, held for the send
-        self.server: Any = None  # PostgreSQL: psycopg's AsyncConnection, opened when needed
+        self.server: Any = None  # PostgreSQL: psycopg's AsyncConnection, opened by `open`
         self.statement: asyncio.Task[None] | None = None  # PostgreSQL: the group under way
         if self.sqlite:  # `_begin` waits for the lock; SQLite's own wait is off meanwhile
             self.raw = engine.raw_connection()
